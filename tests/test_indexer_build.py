@@ -1,0 +1,188 @@
+"""Building gallery indexes on real photos: full, incremental, faulty files, crash and resume, locking."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+from app.db import migrate
+from app.db.models import ImageRecord, IndexVersion
+from app.db.session import make_engine, make_session_factory
+from app.settings import load_settings
+from indexer.build import GalleryBuilder, gallery_dir
+from indexer.index_files import read_version
+from indexer.locks import BuildLocked, gallery_lock
+from indexer.search import active_version, load_index
+from model.checkpoint import load_checkpoint, save_checkpoint
+from model.factory import load_encoder
+from tests.conftest import photos_of
+
+CLASSES = ("cat", "teapot", "bicycle")
+
+
+def setup_env(tmp_path: Path, checkpoint: Path, url: str | None = None):  # type: ignore[no-untyped-def]
+    settings = load_settings(data_dir=tmp_path / "data", database_url=url, checkpoint=checkpoint)
+    migrate.upgrade(settings.resolved_database_url)
+    sessions = make_session_factory(make_engine(settings.resolved_database_url))
+    return settings, sessions
+
+
+def builder_for(settings, sessions, checkpoint: Path) -> GalleryBuilder:  # type: ignore[no-untyped-def]
+    return GalleryBuilder(
+        settings, sessions, load_encoder(checkpoint, "cpu"), batch_size=16, show_progress=False
+    )
+
+
+def png_bomb_header(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A PNG whose header claims a huge size: must be refused before decoding."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 1024)  # a little real data; the header promises far more
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_full_build_on_real_photos(
+    tmp_path: Path, sketchy: Path, tiny_checkpoint: Path, database_url: str
+) -> None:
+    source = tmp_path / "photos"
+    photos_of(sketchy, CLASSES, source)
+    settings, sessions = setup_env(tmp_path, tiny_checkpoint, database_url)
+    report = builder_for(settings, sessions, tiny_checkpoint).build("demo", source)
+    assert report.count == 75 and report.encoded == 75 and not report.failed
+    with sessions() as session:
+        version = active_version(session, "demo")
+        assert version is not None and version.count == 75 and version.bits == 64
+        labels = set(session.scalars(select(ImageRecord.label)))
+        assert labels == set(CLASSES)
+        loaded = load_index("demo", version)
+        # ids in the index are the images' database ids
+        ids = set(session.scalars(select(ImageRecord.id)))
+    _, found = loaded.search(np.zeros((1, 8), np.uint8), 100)
+    assert set(found[0].tolist()) == ids
+    _index, manifest = read_version(Path(version.path))
+    assert manifest.count == 75 and manifest.model_checksum == load_encoder(tiny_checkpoint, "cpu").checksum
+
+
+def test_incremental_rebuild_encodes_only_new_photos(
+    tmp_path: Path, sketchy: Path, tiny_checkpoint: Path
+) -> None:
+    source = tmp_path / "photos"
+    photos_of(sketchy, CLASSES, source, per_class=15)
+    settings, sessions = setup_env(tmp_path, tiny_checkpoint)
+    builder = builder_for(settings, sessions, tiny_checkpoint)
+    first = builder.build("g", source)
+    assert first.encoded == 45
+    added = photos_of(sketchy, ("cat",), source, per_class=25)  # 10 more cats
+    assert len(added) == 25
+    second = builder.build("g", source)
+    assert (second.encoded, second.reused, second.count) == (10, 45, 55)
+    # a vanished photo leaves the next version; a duplicate is indexed once
+    added[0].unlink()
+    (source / "dup").mkdir()
+    (source / "dup" / "copy.jpg").write_bytes(added[1].read_bytes())
+    third = builder.build("g", source)
+    assert (third.encoded, third.count, third.removed) == (0, 54, 1)
+    with sessions() as session:
+        versions = session.scalars(select(IndexVersion).order_by(IndexVersion.id)).all()
+        assert [v.state for v in versions] == ["retired", "active"]  # only the last two are kept
+        assert len(list(gallery_dir(settings, "g").iterdir())) == 2
+
+
+def test_new_checkpoint_reencodes_everything(tmp_path: Path, sketchy: Path, tiny_checkpoint: Path) -> None:
+    source = tmp_path / "photos"
+    photos_of(sketchy, ("cat",), source, per_class=8)
+    settings, sessions = setup_env(tmp_path, tiny_checkpoint)
+    assert builder_for(settings, sessions, tiny_checkpoint).build("g", source).encoded == 8
+    other = tmp_path / "other.safetensors"
+    ckpt = load_checkpoint(tiny_checkpoint)
+    ckpt.state_dict = {k: v + 0.01 if v.is_floating_point() else v for k, v in ckpt.state_dict.items()}
+    save_checkpoint(other, ckpt)
+    report = builder_for(settings, sessions, other).build("g", source)
+    assert (report.encoded, report.reused) == (8, 0)
+
+
+def test_faulty_files_are_skipped_with_reasons(tmp_path: Path, sketchy: Path, tiny_checkpoint: Path) -> None:
+    source = tmp_path / "photos"
+    good = photos_of(sketchy, ("cat",), source, per_class=5)
+    (source / "cat" / "empty.jpg").write_bytes(b"")
+    (source / "cat" / "notes.png").write_text("this is not an image")
+    data = good[0].read_bytes()
+    (source / "cat" / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    (source / "cat" / "bomb.png").write_bytes(png_bomb_header())
+    buf = io.BytesIO()
+    Image.new("RGB", (10, 10)).save(buf, "PNG")
+    settings, sessions = setup_env(tmp_path, tiny_checkpoint)
+    report = builder_for(settings, sessions, tiny_checkpoint).build("g", source)
+    reasons = {Path(f["path"]).name: f["reason"].split(":")[0] for f in report.failed}
+    assert reasons == {
+        "empty.jpg": "empty",
+        "notes.png": "not_an_image",
+        "truncated.jpg": "corrupt",
+        "bomb.png": "too_large",
+    }
+    assert report.count == 5
+
+
+def test_second_build_of_a_gallery_is_refused_while_one_runs(
+    tmp_path: Path, sketchy: Path, tiny_checkpoint: Path
+) -> None:
+    source = tmp_path / "photos"
+    photos_of(sketchy, ("cat",), source, per_class=3)
+    settings, sessions = setup_env(tmp_path, tiny_checkpoint)
+    builder = builder_for(settings, sessions, tiny_checkpoint)
+    with gallery_lock(settings.data_dir / "locks", "g"), pytest.raises(BuildLocked):
+        builder.build("g", source)
+    assert builder.build("other", source).count == 3  # other galleries are not blocked
+    assert builder.build("g", source).count == 3  # and the lock is gone with its holder
+
+
+def test_killed_build_keeps_active_version_and_resumes(
+    tmp_path: Path, sketchy: Path, tiny_checkpoint: Path
+) -> None:
+    source = tmp_path / "photos"
+    photos_of(sketchy, ("cat",), source, per_class=10)
+    settings, sessions = setup_env(tmp_path, tiny_checkpoint)
+    builder = builder_for(settings, sessions, tiny_checkpoint)
+    first = builder.build("g", source)
+    photos_of(sketchy, ("teapot", "bicycle", "airplane", "car_(sedan)"), source)
+    env = {
+        **os.environ,
+        "SKETCH_DATA_DIR": str(settings.data_dir),
+        "SKETCH_CHECKPOINT": str(tiny_checkpoint),
+        "OMP_NUM_THREADS": "1",
+    }
+    env.pop("SKETCH_DATABASE_URL", None)
+    cmd = [sys.executable, "-m", "indexer.cli", "build", "--gallery", "g", "--batch-size", "4"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cache = settings.data_dir / "cache" / "codes"
+    deadline = time.monotonic() + 120
+    while sum(1 for _ in cache.rglob("*.bin")) < 10 + 12 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with sessions() as session:
+        version = active_version(session, "g")
+        assert version is not None and version.id == first.version_id  # still serving the old version
+        assert session.scalar(select(func.count(ImageRecord.id))) == 10
+        assert load_index("g", version).index.ntotal == 10
+    encoded_before_kill = sum(1 for _ in cache.rglob("*.bin")) - 10
+    assert 0 < encoded_before_kill < 100
+    resumed = builder.build("g", source)
+    assert resumed.count == 110
+    assert resumed.reused >= 10 + encoded_before_kill - 4  # at most the batch in flight was lost
+    assert resumed.encoded <= 100 - encoded_before_kill + 4

@@ -1,0 +1,87 @@
+"""Tie-aware AP equals the brute-force expectation over every order of tied items."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from indexer.metrics import precision_recall_curve, query_scores, retrieval_metrics
+
+
+def ap_of_order(relevant_in_order: list[bool], k: int | None = None) -> float:
+    hits, total, rel = 0, 0.0, sum(relevant_in_order)
+    for rank, r in enumerate(relevant_in_order, start=1):
+        if r:
+            hits += 1
+            if k is None or rank <= k:
+                total += hits / rank
+    if rel == 0:
+        return 0.0
+    return total / (rel if k is None else min(rel, k))
+
+
+def brute_force(distances: list[int], relevant: list[bool], k: int) -> tuple[float, float, float]:
+    """Average AP, AP@k and P@k over all orders consistent with the distances."""
+    groups = [[i for i, d in enumerate(distances) if d == v] for v in sorted(set(distances))]
+    aps, apks, pks = [], [], []
+    for perms in itertools.product(*(itertools.permutations(g) for g in groups)):
+        order = [relevant[i] for group in perms for i in group]
+        aps.append(ap_of_order(order))
+        apks.append(ap_of_order(order, k))
+        pks.append(sum(order[:k]) / k)
+    return float(np.mean(aps)), float(np.mean(apks)), float(np.mean(pks))
+
+
+def test_hand_computed_case() -> None:
+    # distances [0, 1, 1] with relevance [0, 1, 0]: orders (x, R, n) or (x, n, R): AP = (1/2 + 1/3) / 2
+    scores = query_scores(np.array([0, 1, 1]), np.array([False, True, False]), k=3, p_at=(1,))
+    assert scores.ap == pytest.approx((1 / 2 + 1 / 3) / 2)
+    assert scores.precision_at[1] == 0.0
+
+
+def test_no_ties_is_plain_ap() -> None:
+    scores = query_scores(np.array([3, 1, 2, 0]), np.array([True, False, True, False]), k=4)
+    # order by distance: idx3 (n), idx1 (n), idx2 (R), idx0 (R): AP = (1/3 + 2/4) / 2
+    assert scores.ap == pytest.approx((1 / 3 + 2 / 4) / 2)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.booleans()), min_size=1, max_size=7),
+    st.integers(1, 7),
+)
+def test_matches_brute_force(pairs: list[tuple[int, bool]], k: int) -> None:
+    distances = [d for d, _ in pairs]
+    relevant = [r for _, r in pairs]
+    expected_ap, expected_apk, expected_pk = brute_force(distances, relevant, k)
+    scores = query_scores(np.array(distances), np.array(relevant), k=k, p_at=(k,))
+    assert scores.ap == pytest.approx(expected_ap)
+    assert scores.ap_at_k == pytest.approx(expected_apk)
+    assert scores.precision_at[k] == pytest.approx(expected_pk)
+
+
+def test_all_tied_gives_chance() -> None:
+    # everything at one distance: expected AP is roughly the share of relevant items
+    n, r = 200, 20
+    relevant = np.zeros(n, dtype=bool)
+    relevant[:r] = True
+    ap = query_scores(np.zeros(n), relevant).ap
+    assert abs(ap - r / n) < 0.03
+    assert not math.isnan(ap)
+
+
+def test_retrieval_metrics_and_pr_curve() -> None:
+    distances = np.array([[0, 5, 9, 9], [9, 0, 5, 5]])
+    q_labels, g_labels = np.array([0, 1]), np.array([0, 1, 0, 1])
+    metrics = retrieval_metrics(distances, q_labels, g_labels, k=2)
+    assert metrics["n_queries"] == 2 and metrics["n_gallery"] == 4
+    assert metrics["P@10"] == pytest.approx(0.2)  # 2 relevant of a 10-cut (gallery has 4)
+    precision, recall = precision_recall_curve(distances, q_labels, g_labels, bits=9)
+    assert recall[-1] == pytest.approx(1.0)
+    assert precision[0] == pytest.approx(1.0)  # each query's only photo at distance 0 is relevant
+    assert precision[5] == pytest.approx((1 / 2 + 2 / 3) / 2)
