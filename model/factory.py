@@ -57,12 +57,18 @@ class Encoder:
     def _autocast(self):  # type: ignore[no-untyped-def]
         return torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda")
 
+    def prepare_sketches(self, sketches: list[Image.Image]) -> torch.Tensor:
+        """The shared sketch preprocessing; raises BlankSketchError for a blank sketch."""
+        return torch.stack([preprocess_sketch(s, self.config.image_size) for s in sketches])
+
     @torch.inference_mode()
-    def sketch_codes(self, sketches: list[Image.Image]) -> np.ndarray:
-        """Continuous codes (N, bits) for sketches; raises BlankSketchError for a blank one."""
-        batch = torch.stack([preprocess_sketch(s, self.config.image_size) for s in sketches]).to(self.device)
+    def encode_sketch_batch(self, batch: torch.Tensor) -> np.ndarray:
         with self._autocast():
-            return self.model.encode_sketch(batch).float().cpu().numpy()
+            return self.model.encode_sketch(batch.to(self.device)).float().cpu().numpy()
+
+    def sketch_codes(self, sketches: list[Image.Image]) -> np.ndarray:
+        """Continuous codes (N, bits) for sketches."""
+        return self.encode_sketch_batch(self.prepare_sketches(sketches))
 
     def edge_maps(self, photos: list[Image.Image]) -> list[Image.Image] | None:
         return self.edges.detect_batch(photos) if self.edges is not None else None

@@ -1,0 +1,360 @@
+"""The real FastAPI app with real SQLite/PostgreSQL, FAISS, photos and sketches from ../shared."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image, ImageDraw
+
+from app.db import migrate
+from app.db.session import make_engine, make_session_factory
+from app.main import StartupError, create_app, prepare_database
+from app.settings import load_settings
+from indexer.build import GalleryBuilder
+from model.factory import load_encoder
+from tests.conftest import photos_of
+from tests.test_indexer_build import png_bomb_header
+
+TOKEN = "s3cret-token-for-tests"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+CLASSES = ("cat", "teapot", "bicycle")
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def sketch_png() -> bytes:
+    image = Image.new("RGBA", (400, 400), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((40, 60, 200, 180), outline=(0, 0, 0, 255), width=4)
+    draw.line((60, 180, 40, 260), fill=(0, 0, 0, 255), width=4)
+    return png_bytes(image)
+
+
+def make_client(tmp_path: Path, checkpoint: Path, url: str | None = None, **overrides: Any) -> TestClient:
+    settings = load_settings(
+        data_dir=tmp_path / "data",
+        database_url=url,
+        checkpoint=checkpoint,
+        admin_token=TOKEN,
+        index_poll_seconds=0.2,
+        **overrides,
+    )
+    return TestClient(create_app(settings))
+
+
+@pytest.fixture
+def gallery_source(tmp_path: Path, sketchy: Path) -> Path:
+    source = tmp_path / "photos"
+    photos_of(sketchy, CLASSES, source, per_class=10)
+    return source
+
+
+def build(client: TestClient, checkpoint: Path, name: str, source: Path) -> None:
+    state = client.app.state.service  # type: ignore[attr-defined]
+    GalleryBuilder(
+        state.settings, state.sessions, load_encoder(checkpoint, "cpu"), show_progress=False
+    ).build(name, source)
+    state.indexes.refresh()
+
+
+@pytest.fixture
+def client(tmp_path: Path, tiny_checkpoint: Path, gallery_source: Path) -> Iterator[TestClient]:
+    with make_client(tmp_path, tiny_checkpoint, max_upload_bytes=300_000) as c:
+        build(c, tiny_checkpoint, "demo", gallery_source)
+        yield c
+
+
+def error_code(response: Any) -> str:
+    body = response.json()
+    assert set(body) == {"error"} and body["error"]["message"]
+    return str(body["error"]["code"])
+
+
+# -- search ------------------------------------------------------------------------------------------------
+def test_search_returns_ranked_results(client: TestClient) -> None:
+    r = client.post("/search?k=7", files={"file": ("s.png", sketch_png(), "image/png")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["gallery"] == "demo" and body["bits"] == 64 and body["took_ms"] > 0
+    results = body["results"]
+    assert [m["rank"] for m in results] == list(range(1, 8))
+    distances = [m["hamming_distance"] for m in results]
+    assert distances == sorted(distances)
+    for m in results:
+        assert m["similarity"] == pytest.approx(1 - m["hamming_distance"] / 64, abs=1e-4)
+        assert m["label"] in CLASSES and m["url"] == f"/images/{m['image_id']}"
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code"),
+    [
+        (b"\xff\xd8\xff\xe0" + b"0" * 100, 415, "not_png"),
+        (b"\x89PNG\r\n\x1a\n" + b"garbage" * 20, 422, "unreadable_sketch"),
+        (png_bomb_header(), 413, "too_many_pixels"),
+        (png_bytes(Image.new("RGBA", (300, 300), (0, 0, 0, 0))), 422, "blank_sketch"),
+        (png_bytes(Image.new("RGB", (300, 300), "white")), 422, "blank_sketch"),
+    ],
+    ids=["jpeg-renamed-png", "corrupt-png", "png-bomb", "blank-transparent", "blank-white"],
+)
+def test_search_rejects_bad_sketches(client: TestClient, payload: bytes, status: int, code: str) -> None:
+    r = client.post("/search", files={"file": ("sketch.png", payload, "image/png")})
+    assert r.status_code == status and error_code(r) == code
+
+
+def test_real_jpeg_renamed_png_is_415(client: TestClient, gallery_source: Path) -> None:
+    jpeg = next(gallery_source.rglob("*.jpg")).read_bytes()
+    r = client.post("/search", files={"file": ("cat.png", jpeg, "image/png")})
+    assert r.status_code == 415 and error_code(r) == "not_png"
+
+
+def test_oversized_body_is_413(client: TestClient) -> None:
+    r = client.post(
+        "/search", files={"file": ("big.png", b"\x89PNG\r\n\x1a\n" + b"0" * 600_000, "image/png")}
+    )
+    assert r.status_code == 413 and error_code(r) == "too_large"
+
+
+def test_bad_parameters_and_unknown_gallery(client: TestClient) -> None:
+    files = {"file": ("s.png", sketch_png(), "image/png")}
+    for query in ("k=0", "k=101", "k=ten"):
+        r = client.post(f"/search?{query}", files=files)
+        assert r.status_code == 422 and error_code(r) == "invalid_request"
+    r = client.post("/search", data={"nofile": "x"})
+    assert r.status_code == 422
+    r = client.post("/search?gallery=nope", files=files)
+    assert r.status_code == 404 and error_code(r) == "unknown_gallery"
+
+
+def test_gallery_without_index_is_503(client: TestClient) -> None:
+    assert client.post("/admin/galleries", json={"name": "empty"}, headers=AUTH).status_code == 201
+    r = client.post("/search?gallery=empty", files={"file": ("s.png", sketch_png(), "image/png")})
+    assert r.status_code == 503 and error_code(r) == "no_index"
+    assert "indexer build --gallery empty" in r.json()["error"]["message"]
+    # two galleries now: the default must be named
+    r = client.post("/search", files={"file": ("s.png", sketch_png(), "image/png")})
+    assert r.status_code == 422 and error_code(r) == "gallery_required"
+
+
+def test_busy_encoder_answers_429(client: TestClient) -> None:
+    state = client.app.state.service  # type: ignore[attr-defined]
+    state.pool.max_pending = 1
+    original = state.encoder.encode_sketch_batch
+    state.encoder.encode_sketch_batch = lambda batch: (time.sleep(0.5), original(batch))[1]  # a slow encode
+    statuses: list[int] = []
+
+    def fire() -> None:
+        statuses.append(
+            client.post("/search", files={"file": ("s.png", sketch_png(), "image/png")}).status_code
+        )
+
+    threads = [threading.Thread(target=fire) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    state.encoder.encode_sketch_batch = original
+    assert 200 in statuses and 429 in statuses and set(statuses) <= {200, 429}
+
+
+# -- images --------------------------------------------------------------------------------------------------
+def test_images_and_thumbnails(client: TestClient) -> None:
+    image_id = client.post("/search?k=1", files={"file": ("s.png", sketch_png(), "image/png")}).json()[
+        "results"
+    ][0]["image_id"]
+    full = client.get(f"/images/{image_id}")
+    assert full.status_code == 200 and full.headers["content-type"] == "image/jpeg"
+    thumb = client.get(f"/images/{image_id}/thumbnail")
+    assert thumb.status_code == 200
+    with Image.open(io.BytesIO(thumb.content)) as im:
+        assert max(im.size) <= 256
+    assert client.get(f"/images/{image_id}/thumbnail").content == thumb.content  # cached
+    assert client.get("/images/999999").status_code == 404
+    assert client.get("/images/../../etc/passwd").status_code == 404
+    assert client.get("/images/abc").status_code == 422
+
+
+# -- health ----------------------------------------------------------------------------------------------------
+def test_health_ready_metrics_docs(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["indexes"] == ["demo"]
+    client.post("/search", files={"file": ("s.png", sketch_png(), "image/png")})
+    text = client.get("/metrics").text
+    assert 'sketch_requests_total{method="POST",route="/search",status="200"}' in text
+    for stage in ("decode", "preprocess", "encode", "search"):
+        assert f'sketch_search_stage_seconds_count{{stage="{stage}"}}' in text
+    assert client.get("/docs").status_code == 200
+    assert "/search" in client.get("/openapi.json").json()["paths"]
+
+
+def test_not_ready_without_index(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    with make_client(tmp_path, tiny_checkpoint) as c:
+        r = c.get("/readyz")
+        assert r.status_code == 503 and r.json()["ready"] is False and r.json()["database"] is True
+
+
+# -- admin -----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("token", [None, "short"])
+def test_admin_disabled_without_a_good_token(
+    tmp_path: Path, tiny_checkpoint: Path, token: str | None
+) -> None:
+    settings = load_settings(data_dir=tmp_path / "d", checkpoint=tiny_checkpoint, admin_token=token)
+    with TestClient(create_app(settings)) as c:
+        r = c.get("/admin/galleries", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 503 and error_code(r) == "admin_disabled"
+
+
+def test_admin_auth(client: TestClient) -> None:
+    assert client.get("/admin/galleries").status_code == 401
+    r = client.get("/admin/galleries", headers={"Authorization": "Bearer wrong-token-wrong-token"})
+    assert r.status_code == 401 and error_code(r) == "unauthorized"
+    assert client.get("/admin/galleries", headers={"Authorization": f"Basic {TOKEN}"}).status_code == 401
+    assert client.get("/admin/galleries", headers=AUTH).status_code == 200
+
+
+def test_admin_galleries_uploads_and_reindex(client: TestClient, tmp_path: Path, sketchy: Path) -> None:
+    galleries = client.get("/admin/galleries", headers=AUTH).json()
+    assert galleries[0]["name"] == "demo" and galleries[0]["image_count"] == 30
+    assert galleries[0]["active_version"]["count"] == 30
+    assert client.post("/admin/galleries", json={"name": "demo"}, headers=AUTH).status_code == 409
+    r = client.post(
+        "/admin/galleries", json={"name": "x", "source_dir": str(tmp_path / "nope")}, headers=AUTH
+    )
+    assert r.status_code == 422 and error_code(r) == "bad_source_dir"
+    assert client.post("/admin/galleries", json={"name": "../evil"}, headers=AUTH).status_code == 422
+
+    photo = next((sketchy / "photo" / "tx_000000000000" / "zebra").glob("*.jpg")).read_bytes()
+    bad = client.post(
+        "/admin/galleries/demo/images",
+        files=[
+            ("files", ("z.jpg", photo, "image/jpeg")),
+            ("files", ("bad.jpg", b"not an image", "image/jpeg")),
+        ],
+        headers=AUTH,
+    )
+    assert bad.status_code == 415 and "bad.jpg" in bad.json()["error"]["message"]
+    assert client.get("/admin/galleries", headers=AUTH).json()[0]["image_count"] == 30  # nothing stored
+    ok = client.post(
+        "/admin/galleries/demo/images", files=[("files", ("z.jpg", photo, "image/jpeg"))], headers=AUTH
+    )
+    assert ok.status_code == 201
+    uploaded = ok.json()["images"][0]
+    again = client.post(
+        "/admin/galleries/demo/images", files=[("files", ("z.jpg", photo, "image/jpeg"))], headers=AUTH
+    )
+    assert again.json()["images"][0] == {**uploaded, "duplicate": True}
+    assert (
+        client.post(
+            "/admin/galleries/nope/images", files=[("files", ("z.jpg", photo, "image/jpeg"))], headers=AUTH
+        ).status_code
+        == 404
+    )
+
+    job_id = client.post("/admin/galleries/demo/reindex", headers=AUTH).json()["job_id"]
+    job = wait_for_job(client, job_id)
+    assert job["state"] == "succeeded" and job["processed"] == job["total"] == 31
+    versions = client.get("/admin/index", headers=AUTH).json()[0]
+    assert (
+        versions["versions"][0]["count"] == 31
+        and versions["serving_version"] == versions["versions"][0]["id"]
+    )
+    assert client.get(f"/images/{uploaded['image_id']}").status_code == 200
+
+    assert client.delete(f"/admin/images/{uploaded['image_id']}", headers=AUTH).status_code == 204
+    assert client.delete(f"/admin/images/{uploaded['image_id']}", headers=AUTH).status_code == 404
+    assert client.get(f"/images/{uploaded['image_id']}").status_code == 404
+    found = client.post("/search?k=100", files={"file": ("s.png", sketch_png(), "image/png")}).json()[
+        "results"
+    ]
+    assert uploaded["image_id"] not in {m["image_id"] for m in found}  # gone from results before the reindex
+    assert client.get("/admin/jobs/99999", headers=AUTH).status_code == 404
+
+
+def wait_for_job(client: TestClient, job_id: int, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/admin/jobs/{job_id}", headers=AUTH).json()
+        if job["state"] in ("succeeded", "failed"):
+            return job  # type: ignore[no-any-return]
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_hot_swap_under_load(client: TestClient, gallery_source: Path, sketchy: Path) -> None:
+    before = client.post("/search", files={"file": ("s.png", sketch_png(), "image/png")}).json()[
+        "index_version"
+    ]
+    photos_of(sketchy, ("zebra", "airplane"), gallery_source, per_class=10)
+    stop = threading.Event()
+    seen: list[tuple[int, int | None]] = []
+
+    def hammer() -> None:
+        while not stop.is_set():
+            r = client.post("/search", files={"file": ("s.png", sketch_png(), "image/png")})
+            seen.append((r.status_code, r.json().get("index_version")))
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    job = wait_for_job(client, client.post("/admin/galleries/demo/reindex", headers=AUTH).json()["job_id"])
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert job["state"] == "succeeded"
+    assert seen and all(status == 200 for status, _ in seen)
+    versions = {v for _, v in seen}
+    assert before in versions and len(versions) == 2  # served the old, then the new, never an error
+
+
+# -- databases and start-up ------------------------------------------------------------------------------------
+def test_search_and_reindex_on_postgres(
+    tmp_path: Path, tiny_checkpoint: Path, gallery_source: Path, postgres_url: str
+) -> None:
+    migrate.upgrade(postgres_url)
+    with make_client(tmp_path, tiny_checkpoint, postgres_url) as c:
+        assert (
+            c.post(
+                "/admin/galleries", json={"name": "pg", "source_dir": str(gallery_source)}, headers=AUTH
+            ).status_code
+            == 201
+        )
+        job = wait_for_job(c, c.post("/admin/galleries/pg/reindex", headers=AUTH).json()["job_id"])
+        assert job["state"] == "succeeded" and job["total"] == 30
+        r = c.post("/search?k=5", files={"file": ("s.png", sketch_png(), "image/png")})
+        assert r.status_code == 200 and len(r.json()["results"]) == 5
+
+
+def test_refuses_to_start_on_unmigrated_database(
+    tmp_path: Path, tiny_checkpoint: Path, postgres_url: str
+) -> None:
+    settings = load_settings(data_dir=tmp_path / "d", database_url=postgres_url, checkpoint=tiny_checkpoint)
+    with pytest.raises(StartupError, match="run 'alembic upgrade head'"):
+        prepare_database(settings)
+    with pytest.raises(BaseException), make_client(tmp_path, tiny_checkpoint, postgres_url):
+        pass  # the app does not start
+    engine = make_engine(postgres_url)
+    assert not migrate.is_at_head(engine)  # and it did not migrate a deployed database by itself
+    make_session_factory(engine)
+
+
+def test_invalid_settings_are_refused_with_a_clear_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.settings import SettingsError
+
+    monkeypatch.setenv("SKETCH_MAX_UPLOAD_BYTES", "-5")
+    monkeypatch.setenv("SKETCH_DEVICE", "tpu")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    message = str(info.value)
+    assert "SKETCH_MAX_UPLOAD_BYTES" in message and "SKETCH_DEVICE" in message
