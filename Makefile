@@ -39,4 +39,5 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 test: setup system-deps lint
+	scripts/fetch-test-assets.sh
 	$(BIN)/python -m pytest -q

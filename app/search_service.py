@@ -105,3 +105,14 @@ async def search(state: ServiceState, data: bytes, gallery: str | None, k: int) 
         "took_ms": round((time.perf_counter() - started) * 1000, 2),
         "results": results,
     }
+
+
+def public_galleries(state: ServiceState) -> list[dict[str, Any]]:
+    """What the search page needs to offer a choice: names, sizes, whether they can be searched."""
+    with state.sessions() as session:
+        names = list(session.scalars(select(Gallery.name).order_by(Gallery.name)))
+    loaded = state.indexes.loaded
+    return [
+        {"name": n, "indexed": n in loaded, "image_count": loaded[n].index.ntotal if n in loaded else 0}
+        for n in names
+    ]

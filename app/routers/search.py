@@ -42,3 +42,15 @@ async def search(
 ) -> dict:
     data = await file.read()
     return await search_service.search(state, data, gallery, k)
+
+
+class GalleryInfo(BaseModel):
+    name: str
+    indexed: bool
+    image_count: int
+
+
+@router.get("/galleries", response_model=list[GalleryInfo])
+def galleries(state: ServiceState = Depends(get_state)) -> list[dict]:
+    """Galleries a search can name; ``indexed`` is false until one has an active index."""
+    return search_service.public_galleries(state)

@@ -1,0 +1,215 @@
+"""Deployment files: valid Compose, the services and wiring the stack needs, a linted Dockerfile, and the
+containers' own commands run outside Docker against a real PostgreSQL, in compose order."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import pytest
+import yaml
+
+from tests.conftest import REPO, photos_of
+
+SCHEMA = REPO / ".cache" / "test-assets" / "compose-spec.json"
+_VAR = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:-|:\?)(?P<arg>[^}]*))?\}")
+
+
+def load(name: str) -> dict[str, Any]:
+    return yaml.safe_load((REPO / name).read_text())  # type: ignore[no-any-return]
+
+
+def env_file(path: Path) -> dict[str, str]:
+    pairs = (
+        line.split("=", 1)
+        for line in path.read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error} substitution."""
+
+    def sub(match: re.Match[str]) -> str:
+        name, op, arg = match["name"], match["op"], match["arg"]
+        current = env.get(name, "")
+        if current:
+            return current
+        if op == ":?":
+            raise ValueError(f"compose would refuse to start: {arg}")
+        return arg or ""
+
+    return _VAR.sub(sub, value)
+
+
+@pytest.mark.parametrize("name", ["docker-compose.yml", "docker-compose.gpu.yml"])
+def test_compose_files_match_the_compose_spec(name: str) -> None:
+    if not SCHEMA.exists():
+        pytest.fail("run scripts/fetch-test-assets.sh (part of 'make test') to fetch the Compose schema")
+    jsonschema.Draft201909Validator(json.loads(SCHEMA.read_text())).validate(load(name))
+
+
+def test_compose_services_and_dependencies() -> None:
+    compose = load("docker-compose.yml")
+    services = compose["services"]
+    assert set(services) == {"db", "migrate", "api", "worker"}
+    assert set(compose["volumes"]) == {"pgdata", "data"}
+    db = services["db"]
+    assert db["image"].startswith("postgres:") and "latest" not in db["image"]
+    assert "pg_isready" in " ".join(db["healthcheck"]["test"])
+    assert "pgdata:/var/lib/postgresql/data" in db["volumes"]
+    assert services["migrate"]["command"] == ["alembic", "upgrade", "head"]
+    assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
+    for name in ("api", "worker"):
+        svc = services[name]
+        assert svc["depends_on"] == {"migrate": {"condition": "service_completed_successfully"}}
+        assert "data:/data" in svc["volumes"] and any(v.endswith(":/galleries:ro") for v in svc["volumes"])
+        assert svc["image"] == services["migrate"]["image"]  # one image for all three
+        assert svc["environment"]["SKETCH_EMBEDDED_WORKER"] == "false"
+    assert services["api"]["ports"] == ["${API_PORT:-8000}:8000"]
+    assert services["worker"]["command"] == ["indexer", "worker"]
+
+
+def test_stack_refuses_to_start_without_secrets() -> None:
+    env = load("docker-compose.yml")["services"]["api"]["environment"]
+    example = env_file(REPO / ".env.example")
+    assert example["SKETCH_ADMIN_TOKEN"] == "" and example["POSTGRES_PASSWORD"] == ""  # no default secrets
+    with pytest.raises(ValueError, match="SKETCH_ADMIN_TOKEN"):
+        interpolate(env["SKETCH_ADMIN_TOKEN"], example)
+
+
+def test_gpu_override_reserves_a_gpu_and_builds_the_gpu_variant() -> None:
+    gpu = load("docker-compose.gpu.yml")["services"]
+    for name in ("api", "worker"):
+        devices = gpu[name]["deploy"]["resources"]["reservations"]["devices"]
+        assert devices[0]["driver"] == "nvidia" and devices[0]["capabilities"] == ["gpu"]
+        assert gpu[name]["build"]["args"]["VARIANT"] == "gpu"
+
+
+def test_dockerfile_lint_and_key_properties() -> None:
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    result = subprocess.run([hadolint, str(REPO / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = (REPO / "Dockerfile").read_text()
+    bases = re.findall(r"^FROM\s+(\S+)", text, flags=re.M)
+    for base in bases:
+        if not base.startswith("base-"):
+            assert re.search(r":\d[\w.\-]*$", base), f"unpinned base image {base}"
+    user = re.findall(r"^USER\s+(\S+)", text, flags=re.M)
+    assert user and user[-1].split(":")[0] not in ("root", "0")
+    assert "HEALTHCHECK" in text and "/healthz" in text and "curl" not in text
+    assert 'ENTRYPOINT ["/usr/bin/tini", "--"]' in text
+    # torch is installed before the code is copied, so a code change keeps that layer
+    assert text.index("torch==2.14.1") < text.index("COPY . .")
+    assert "checkpoints" in text
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_container_commands_wire_up_against_postgres(
+    tmp_path: Path, postgres_url: str, sketchy: Path, tiny_checkpoint: Path
+) -> None:
+    compose = load("docker-compose.yml")["services"]
+    pg = re.match(
+        r"postgresql\+psycopg://(?P<user>[^@:]+)@(?P<host>[^:]+):(?P<port>\d+)/(?P<db>.+)", postgres_url
+    )
+    assert pg is not None
+    values = {
+        **env_file(REPO / ".env.example"),
+        "SKETCH_ADMIN_TOKEN": "wiring-test-token-123",
+        "POSTGRES_USER": pg["user"],
+        "POSTGRES_PASSWORD": "unused",
+        "POSTGRES_DB": pg["db"],
+    }
+    data = tmp_path / "data"
+    galleries = tmp_path / "galleries"
+    photos_of(sketchy, ("cat", "teapot"), galleries / "animals-and-pots", per_class=6)
+
+    def service_env(name: str) -> dict[str, str]:
+        env = {k: interpolate(str(v), values) for k, v in compose[name]["environment"].items()}
+        # the container's hostnames and mounts, mapped onto this machine
+        env["SKETCH_DATABASE_URL"] = env["SKETCH_DATABASE_URL"].replace(
+            "unused@db:5432", f"@{pg['host']}:{pg['port']}"
+        )
+        env["SKETCH_DATA_DIR"] = str(data)
+        env["SKETCH_CHECKPOINT"] = str(tiny_checkpoint)
+        return {**os.environ, **env, "OMP_NUM_THREADS": "1"}
+
+    def command(name: str, port: int | None = None) -> list[str]:
+        cmd = [str(part) for part in compose[name]["command"]]
+        if port is not None:
+            cmd[cmd.index("--port") + 1] = str(port)
+            cmd[cmd.index("--host") + 1] = "127.0.0.1"
+        exe = shutil.which(cmd[0], path=str(Path(sys.executable).parent)) or cmd[0]
+        return [exe, *cmd[1:]]
+
+    migrate = subprocess.run(
+        command("migrate"), env=service_env("migrate"), cwd=REPO, capture_output=True, text=True
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    port = _free_port()
+    api_log, worker_log = open(tmp_path / "api.log", "w+"), open(tmp_path / "worker.log", "w+")  # noqa: SIM115
+    api = subprocess.Popen(
+        command("api", port), env=service_env("api"), cwd=tmp_path, stderr=api_log, stdout=api_log
+    )
+    worker = subprocess.Popen(command("worker"), env=service_env("worker"), cwd=tmp_path, stderr=worker_log)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        auth = {"Authorization": "Bearer wiring-test-token-123"}
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert api.poll() is None, (tmp_path / "api.log").read_text()
+            assert time.monotonic() < deadline, "api did not come up"
+            time.sleep(0.3)
+        r = httpx.post(
+            f"{base}/admin/galleries", json={"name": "g", "source_dir": str(galleries)}, headers=auth
+        )
+        assert r.status_code == 201, r.text
+        job_id = httpx.post(f"{base}/admin/galleries/g/reindex", headers=auth).json()["job_id"]
+        while True:  # the separate worker process (not the API) runs the job
+            job = httpx.get(f"{base}/admin/jobs/{job_id}", headers=auth).json()
+            if job["state"] in ("succeeded", "failed"):
+                break
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()
+            assert time.monotonic() < deadline, f"job stuck: {job}"
+            time.sleep(0.3)
+        assert job["state"] == "succeeded" and job["total"] == 12, job
+        # the API picks the new version up by polling the database
+        while httpx.get(f"{base}/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "api never loaded the index"
+            time.sleep(0.3)
+        sketch = next((sketchy / "sketch" / "tx_000000000000" / "cat").glob("*.png")).read_bytes()
+        r = httpx.post(f"{base}/search?k=3", files={"file": ("cat.png", sketch, "image/png")})
+        assert r.status_code == 200 and len(r.json()["results"]) == 3
+    finally:
+        for proc in (api, worker):
+            proc.terminate()
+        for proc in (api, worker):
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        api_log.close()
+        worker_log.close()
+    # SIGTERM (what tini forwards on docker stop) shuts the server down gracefully
+    assert "Application shutdown complete" in (tmp_path / "api.log").read_text()
