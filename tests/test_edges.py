@@ -76,3 +76,34 @@ def test_cache_computes_each_photo_once(tmp_path: Path) -> None:
     cache.path_for("b" * 64).write_bytes(b"broken")  # a damaged cache entry is recomputed
     EdgeCache(tmp_path, detector).get_many(["b" * 64], photos[1:])
     assert CountingDetector.calls == 3
+
+
+def test_folded_pixel_difference_convs_match_their_definitions() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from model.edges.pidinet import fold_pdc
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 2, 9, 9)
+    w = torch.randn(3, 2, 3, 3)
+    # central difference: sum_i w_i * (x_i - x_centre)
+    direct = F.conv2d(x, w, padding=1) - F.conv2d(x, w.sum(dim=(2, 3), keepdim=True))
+    assert torch.allclose(F.conv2d(x, fold_pdc("cd", w), padding=1), direct, atol=1e-5)
+    # radial difference: outer ring (dilation 2) minus inner ring, same weights; centre unused
+    rd = fold_pdc("rd", w)
+    assert rd.shape == (3, 2, 5, 5) and torch.all(rd[:, :, 2, 2] == 0)
+    assert torch.allclose(rd[:, :, 0, 0], w[:, :, 0, 1]) and torch.allclose(rd[:, :, 1, 1], -w[:, :, 0, 1])
+    # angular difference kernels sum to zero: a flat image gives no response
+    assert torch.allclose(fold_pdc("ad", w).sum(dim=(2, 3)), torch.zeros(3, 2), atol=1e-5)
+
+
+def test_pidinet_with_user_supplied_weights(sketchy: Path) -> None:
+    weights = sketchy.parent.parent / "weights" / "pidinet"
+    if not (weights / "table5_pidinet.pth").exists():
+        pytest.fail(f"PiDiNet weights expected at {weights}")
+    detector = build_edge_detector("pidinet", weights=weights)
+    edges = np.asarray(detector.detect(shape_photo()))
+    assert edges.shape == (96, 128) and np.median(edges) == 255
+    dark = edges < 128
+    assert dark[15:25, 40:80].any() and not dark[35:55, 45:75].any()

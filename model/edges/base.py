@@ -75,7 +75,12 @@ def build_edge_detector(name: str, device: str = "cpu", weights: str | Path | No
 
         return HEDEdgeDetector(weights_path=weights, device=device)
     if name == "pidinet":
-        raise ValueError(
-            "the PiDiNet edge detector is not available in this build; use 'hed' (default) or 'canny'"
-        )
-    raise ValueError(f"unknown edge detector {name!r}; choose 'hed' or 'canny'")
+        if weights is None:
+            raise ValueError(
+                "the PiDiNet edge detector needs its weights: pass a path (research-only licence, see "
+                "model/edges/pidinet.py); 'hed' and 'canny' need none"
+            )
+        from model.edges.pidinet import PiDiNetEdgeDetector
+
+        return PiDiNetEdgeDetector(weights, device=device)
+    raise ValueError(f"unknown edge detector {name!r}; choose 'hed', 'canny' or 'pidinet'")

@@ -1,0 +1,91 @@
+"""Hamming search speed: 1M and 10M random codes, k=100, one query at a time, exact (flat) index,
+plus HNSW/IVF recall against flat for very large galleries.
+
+    python -m benchmarks.hamming_search            # writes docs/benchmarks/hamming_search.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+
+import faiss
+import numpy as np
+
+from benchmarks.common import percentiles, rss_mb, write_result
+from indexer.index_files import build_faiss_index
+
+
+def time_queries(index: faiss.IndexBinary, queries: np.ndarray, k: int) -> list[float]:
+    times = []
+    for q in queries:
+        start = time.perf_counter()
+        index.search(q[None], k)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def recall(approx: faiss.IndexBinary, exact: faiss.IndexBinary, queries: np.ndarray, k: int) -> float:
+    """Share of the exact top-k distances the approximate index also reaches (ties count as found)."""
+    exact_d, _ = exact.search(queries, k)
+    approx_d, _ = approx.search(queries, k)
+    hits = [np.sum(np.sort(a) <= e[-1]) / k for a, e in zip(approx_d, exact_d, strict=True)]
+    return float(np.mean(np.minimum(hits, 1.0)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="1000000,10000000")
+    parser.add_argument("--bits", default="64,128")
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("-k", type=int, default=100)
+    args = parser.parse_args()
+    faiss.omp_set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    rows = []
+    for bits in map(int, args.bits.split(",")):
+        for n in map(int, args.sizes.split(",")):
+            gc.collect()
+            before = rss_mb()
+            codes = rng.integers(0, 256, size=(n, bits // 8), dtype=np.uint8)
+            index = build_faiss_index(codes, np.arange(n, dtype=np.int64), bits, "flat")
+            del codes
+            gc.collect()
+            memory = (rss_mb() - before) * 1024 * 1024 / n
+            queries = rng.integers(0, 256, size=(args.queries, bits // 8), dtype=np.uint8)
+            time_queries(index, queries[:10], args.k)  # warm caches
+            stats = percentiles(time_queries(index, queries, args.k))
+            row = {"bits": bits, "n": n, "index": "flat", **stats, "bytes_per_image": round(memory, 1)}
+            print(row, flush=True)
+            rows.append(row)
+            if n <= 1_000_000:
+                for kind in ("hnsw", "ivf"):
+                    codes = rng.integers(0, 256, size=(n, bits // 8), dtype=np.uint8)
+                    exact = build_faiss_index(codes, np.arange(n, dtype=np.int64), bits, "flat")
+                    t0 = time.perf_counter()
+                    approx = build_faiss_index(codes, np.arange(n, dtype=np.int64), bits, kind)  # type: ignore[arg-type]
+                    build_s = time.perf_counter() - t0
+                    stats = percentiles(time_queries(approx, queries, args.k))
+                    row = {
+                        "bits": bits,
+                        "n": n,
+                        "index": kind,
+                        **stats,
+                        "recall_vs_flat": round(recall(approx, exact, queries[:100], args.k), 4),
+                        "build_s": round(build_s, 1),
+                    }
+                    print(row, flush=True)
+                    rows.append(row)
+                    del exact, approx, codes
+            del index
+    write_result(
+        "hamming_search",
+        {"k": args.k, "faiss_threads": args.threads, "faiss_version": faiss.__version__, "results": rows},
+        "python -m benchmarks.hamming_search",
+    )
+
+
+if __name__ == "__main__":
+    main()

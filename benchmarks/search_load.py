@@ -1,0 +1,181 @@
+"""Load test of POST /search against the real server on loopback, with real test sketches and an index
+of 1M codes (the real gallery's codes padded with random codes).
+
+    python -m benchmarks.search_load [--codes 1000000] [--requests 300] [--duration 30]
+
+Starts `sketch-server` as a subprocess on a scratch data directory, measures concurrency 1 (latency)
+and concurrency 8 (throughput), reads the per-stage histograms from /metrics and the server's memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from sqlalchemy import select
+
+from app.db import migrate
+from app.db.models import Gallery, IndexVersion
+from app.db.session import make_engine, make_session_factory
+from app.settings import DEFAULT_CHECKPOINT, load_settings
+from benchmarks.common import percentiles, rss_mb, write_result
+from indexer.build import GalleryBuilder, gallery_dir
+from indexer.datasets import read_split
+from indexer.index_files import Manifest, build_faiss_index, read_version, write_version
+from model.factory import load_encoder
+
+SKETCHY = Path(__file__).resolve().parents[2] / "shared" / "data" / "sketchy-subset"
+
+
+def padded_index(settings, sessions, encoder, total: int) -> None:  # type: ignore[no-untyped-def]
+    """Build the real gallery, then activate a version that adds random codes up to ``total``."""
+    GalleryBuilder(settings, sessions, encoder).build("bench", SKETCHY / "photo")
+    with sessions.begin() as session:
+        gallery = session.scalar(select(Gallery).where(Gallery.name == "bench"))
+        active = session.scalar(select(IndexVersion).where(IndexVersion.state == "active"))
+        index, manifest = read_version(Path(active.path))
+        real_ids = np.array([index.id_map.at(i) for i in range(index.ntotal)], dtype=np.int64)
+        real_codes = np.stack([index.index.reconstruct(i) for i in range(index.ntotal)]).astype(np.uint8)
+        rng = np.random.default_rng(0)
+        extra = total - len(real_ids)
+        codes = np.concatenate([real_codes, rng.integers(0, 256, (extra, encoder.bits // 8), dtype=np.uint8)])
+        ids = np.concatenate([real_ids, np.arange(10**9, 10**9 + extra, dtype=np.int64)])  # no rows: filtered
+        big = build_faiss_index(codes, ids, encoder.bits)
+        path = write_version(
+            gallery_dir(settings, "bench"),
+            big,
+            Manifest(manifest.model_checksum, encoder.bits, total, manifest.created, "padded"),
+        )
+        active.state = "retired"
+        session.add(
+            IndexVersion(
+                gallery_id=gallery.id,
+                model_checksum=manifest.model_checksum,
+                bits=encoder.bits,
+                count=total,
+                path=str(path),
+                state="active",
+            )
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def run_load(
+    base: str, sketches: list[bytes], concurrency: int, duration: float, max_requests: int
+) -> dict:
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    stop_at = time.perf_counter() + duration
+    counter = iter(range(max_requests))
+
+    async def user(client: httpx.AsyncClient) -> None:
+        for i in counter:
+            if time.perf_counter() > stop_at:
+                return
+            start = time.perf_counter()
+            r = await client.post(
+                "/search?k=20", files={"file": ("s.png", sketches[i % len(sketches)], "image/png")}
+            )
+            if r.status_code == 200:
+                latencies.append(time.perf_counter() - start)
+            else:
+                errors[str(r.status_code)] = errors.get(str(r.status_code), 0) + 1
+
+    begin = time.perf_counter()
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        await asyncio.gather(*(user(client) for _ in range(concurrency)))
+    elapsed = time.perf_counter() - begin
+    return {
+        "concurrency": concurrency,
+        **percentiles(latencies),
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "errors": errors,
+    }
+
+
+def stage_means(metrics_text: str) -> dict[str, float]:
+    sums = dict(re.findall(r'sketch_search_stage_seconds_sum\{stage="(\w+)"\} ([\d.e+-]+)', metrics_text))
+    counts = dict(re.findall(r'sketch_search_stage_seconds_count\{stage="(\w+)"\} ([\d.e+-]+)', metrics_text))
+    return {f"{k}_ms_mean": round(float(sums[k]) / max(float(counts[k]), 1) * 1000, 3) for k in sums}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--codes", type=int, default=1_000_000)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--duration", type=float, default=30)
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(data_dir=Path(tmp), checkpoint=args.checkpoint)
+        migrate.upgrade(settings.resolved_database_url)
+        sessions = make_session_factory(make_engine(settings.resolved_database_url))
+        encoder = load_encoder(args.checkpoint, "cpu")
+        padded_index(settings, sessions, encoder, args.codes)
+        del encoder
+        port = free_port()
+        env = {
+            **os.environ,
+            "SKETCH_DATA_DIR": tmp,
+            "SKETCH_CHECKPOINT": str(args.checkpoint),
+            "SKETCH_EMBEDDED_WORKER": "false",
+        }
+        server = subprocess.Popen(
+            [sys.executable, "-m", "app.serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.time() + 300
+            while True:
+                try:
+                    if httpx.get(f"{base}/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.time() > deadline or server.poll() is not None:
+                    raise SystemExit("server did not become ready")
+                time.sleep(0.5)
+            sketches = [i.path.read_bytes() for i in read_split(SKETCHY / "splits" / "test_sketches.txt")]
+            asyncio.run(run_load(base, sketches, 1, 10, 20))  # warm-up
+            single = asyncio.run(run_load(base, sketches, 1, args.duration, args.requests))
+            print(single, flush=True)
+            eight = asyncio.run(run_load(base, sketches, 8, args.duration, args.requests * 4))
+            print(eight, flush=True)
+            stages = stage_means(httpx.get(f"{base}/metrics").text)
+            memory = rss_mb(server.pid)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    write_result(
+        "search_load",
+        {
+            "index_codes": args.codes,
+            "bits": 64,
+            "results": [single, eight],
+            "stages": stages,
+            "server_rss_mb": round(memory, 1),
+        },
+        "python -m benchmarks.search_load",
+    )
+
+
+if __name__ == "__main__":
+    main()
