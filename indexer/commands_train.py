@@ -25,6 +25,7 @@ from indexer.evaluation import EncodedSet, encode_photos, encode_sketches, load_
 from indexer.metrics import precision_recall_curve
 from indexer.plots import pr_curve, retrieval_grid, training_curve
 from indexer.training import TrainConfig, Trainer, load_photos, load_train_data
+from model.checkpoint import load_checkpoint, save_checkpoint
 from model.config import ModelConfig
 from model.factory import load_encoder, resolve_device
 from model.hashing import hamming_matrix
@@ -71,7 +72,7 @@ def train(
     photos: Annotated[Path, typer.Option(help="training photos: split file or class folders")] = Path(
         "splits/photos.txt"
     ),
-    epochs: int = 18,
+    epochs: int = 15,
     batch_size: int = 32,
     lr: Annotated[float, typer.Option(help="heads' learning rate; backbones train at a tenth")] = 3e-3,
     bits: int = 64,
@@ -88,6 +89,10 @@ def train(
     mining: str = "all",
     validation: Annotated[bool, typer.Option(help="hold out sketches for periodic evaluation")] = True,
     eval_every: int = 4,
+    freeze_low_level: Annotated[bool, typer.Option(help="keep the backbones' low-level stages fixed")] = True,
+    backbone_lr_scale: Annotated[
+        float, typer.Option(help="backbone learning rate as a share of --lr")
+    ] = 0.033,
     seed: int = 0,
     resume: bool = True,
     device: str = "auto",
@@ -124,6 +129,8 @@ def train(
         mining=mining,  # type: ignore[arg-type]
         loss=LossWeights(alpha=alpha, beta=beta, margin=margin),
         eval_every=eval_every,
+        freeze_low_level=freeze_low_level,
+        backbone_lr_scale=backbone_lr_scale,
         seed=seed,
         max_steps_per_epoch=max_steps,
         time_budget_s=time_budget,
@@ -168,6 +175,9 @@ def evaluate(
     device: str = "auto",
     batch: int = 64,
     cache_dir: Path = Path("data/cache/edges"),
+    record: Annotated[
+        str | None, typer.Option(help="store the metrics in the checkpoint under this key (release step)")
+    ] = None,
 ) -> None:
     """Tie-aware Hamming mAP (full ranking), mAP@200, P@10, P@200, and the same for continuous codes."""
     started = time.monotonic()
@@ -189,6 +199,13 @@ def evaluate(
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2) + "\n")
+    if record:
+        ckpt = load_checkpoint(checkpoint)
+        summary = {k: result[k] for k in ("mAP", "mAP@200", "P@10", "P@200", "n_queries", "n_gallery")}
+        summary["continuous_mAP"] = result["continuous"]["mAP"]
+        summary["queries"], summary["gallery"] = str(queries), str(gallery)
+        ckpt.info.setdefault("metrics", {})[record] = summary
+        save_checkpoint(checkpoint, ckpt)  # weights are already fp16 values: re-saving changes none
     if figures:
         hamming = hamming_matrix(queries_set.packed, gallery_set.packed)
         precision, recall = precision_recall_curve(hamming, q_labels, g_labels, encoder.bits)

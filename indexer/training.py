@@ -27,7 +27,7 @@ from model.preprocessing import SketchAugment, preprocess_photo_pair, preprocess
 
 @dataclass
 class TrainConfig:
-    epochs: int = 12
+    epochs: int = 15
     batch_size: int = 32
     lr: float = 3e-3  # heads; the pretrained backbones train at lr * backbone_lr_scale
     backbone_lr_scale: float = 0.1
@@ -36,6 +36,7 @@ class TrainConfig:
     mining: NegativeMining = "all"
     loss: LossWeights = field(default_factory=LossWeights)
     eval_every: int = 2
+    freeze_low_level: bool = False  # keep the backbones' pretrained low-level stages fixed
     seed: int = 0
     max_steps_per_epoch: int | None = None
     time_budget_s: float | None = None
@@ -128,9 +129,19 @@ def make_batch(
     return torch.stack(sketches), torch.stack(photos), edge_batch, torch.tensor(labels)
 
 
+def low_level_modules(model: CSCAN) -> list[torch.nn.Module]:
+    return [m for name, m in model.named_children() if name.endswith("_low")]
+
+
 def param_groups(model: CSCAN, train: TrainConfig) -> list[dict]:
     backbone, heads = [], []
+    frozen = set()
+    if train.freeze_low_level:
+        frozen = {id(p) for m in low_level_modules(model) for p in m.parameters()}
     for name, param in model.named_parameters():
+        if id(param) in frozen:
+            param.requires_grad_(False)
+            continue
         (backbone if name.split(".")[0].endswith(("_low", "_high")) else heads).append(param)
     return [
         {"params": backbone, "lr": train.lr * train.backbone_lr_scale},
@@ -213,7 +224,7 @@ class Trainer:
         info = dict(self.info)
         info["train"] = {**asdict(self.train), "epochs_done": len(self.history)}
         if metrics:
-            info["metrics"] = metrics
+            info["metrics"] = {"validation": metrics}
         return Checkpoint(self.config, self.model.state_dict(), info)
 
     def run(self) -> list[dict]:
@@ -222,6 +233,9 @@ class Trainer:
         started = time.monotonic()
         for epoch in range(self.start_epoch, self.train.epochs):
             self.model.train()
+            if self.train.freeze_low_level:
+                for module in low_level_modules(self.model):
+                    module.eval()  # frozen layers keep their ImageNet batch-norm statistics too
             order = list(range(len(self.data.sketches)))
             random.shuffle(order)
             sums: dict[str, float] = defaultdict(float)

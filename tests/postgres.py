@@ -28,7 +28,7 @@ def find_pg_bin() -> Path | None:
     return Path(candidates[-1]).parent if candidates else None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -53,7 +53,7 @@ def postgres_server() -> Iterator[str]:
     if user:
         shutil.chown(base, user)
         shutil.chown(sock, user)
-    port = _free_port()
+    port = free_port()
     try:
         _run([str(pg_bin / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"], user)
         opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"

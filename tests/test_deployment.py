@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, photos_of
+from tests.postgres import free_port
 
 SCHEMA = REPO / ".cache" / "test-assets" / "compose-spec.json"
 _VAR = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:-|:\?)(?P<arg>[^}]*))?\}")
@@ -115,12 +115,6 @@ def test_dockerfile_lint_and_key_properties() -> None:
     assert "checkpoints" in text
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_container_commands_wire_up_against_postgres(
     tmp_path: Path, postgres_url: str, sketchy: Path, tiny_checkpoint: Path
 ) -> None:
@@ -162,7 +156,7 @@ def test_container_commands_wire_up_against_postgres(
         command("migrate"), env=service_env("migrate"), cwd=REPO, capture_output=True, text=True
     )
     assert migrate.returncode == 0, migrate.stderr
-    port = _free_port()
+    port = free_port()
     api_log, worker_log = open(tmp_path / "api.log", "w+"), open(tmp_path / "worker.log", "w+")  # noqa: SIM115
     api = subprocess.Popen(
         command("api", port), env=service_env("api"), cwd=tmp_path, stderr=api_log, stdout=api_log

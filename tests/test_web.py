@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from app.main import create_app
 from app.settings import load_settings
 from indexer.build import GalleryBuilder
 from tests.conftest import CHECKPOINT, photos_of
+from tests.postgres import free_port
 
 TOKEN = "web-test-admin-token-1234"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -33,12 +33,6 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = Path(os.environ.get("SKETCH_SCREENSHOT_DIR", ""))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, sketchy: Path) -> Iterator[str]:
     if not CHECKPOINT.exists():
@@ -50,7 +44,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, sketchy: Path) -> Iterator[
         data_dir=tmp / "data", checkpoint=CHECKPOINT, admin_token=TOKEN, index_poll_seconds=0.5
     )
     app = create_app(settings)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
