@@ -31,7 +31,7 @@ def machine() -> dict[str, object]:
 
 
 def percentiles(samples_s: list[float]) -> dict[str, float]:
-    ms = np.array(samples_s) * 1000
+    ms = np.array(samples_s) * 1000  # "n" below counts the timed samples
     return {
         "median_ms": round(float(np.median(ms)), 3),
         "p90_ms": round(float(np.percentile(ms, 90)), 3),

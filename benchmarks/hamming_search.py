@@ -57,7 +57,7 @@ def main() -> None:
             queries = rng.integers(0, 256, size=(args.queries, bits // 8), dtype=np.uint8)
             time_queries(index, queries[:10], args.k)  # warm caches
             stats = percentiles(time_queries(index, queries, args.k))
-            row = {"bits": bits, "n": n, "index": "flat", **stats, "bytes_per_image": round(memory, 1)}
+            row = {"bits": bits, "codes": n, "index": "flat", **stats, "bytes_per_image": round(memory, 1)}
             print(row, flush=True)
             rows.append(row)
             if n <= 1_000_000:
@@ -70,7 +70,7 @@ def main() -> None:
                     stats = percentiles(time_queries(approx, queries, args.k))
                     row = {
                         "bits": bits,
-                        "n": n,
+                        "codes": n,
                         "index": kind,
                         **stats,
                         "recall_vs_flat": round(recall(approx, exact, queries[:100], args.k), 4),
