@@ -1,0 +1,1 @@
+"""Database models, engine/session factory and migrations; shared by the service and the indexer."""

@@ -1,0 +1,157 @@
+"""The FastAPI application and its start-up and shutdown."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import faiss
+import torch
+from fastapi import FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
+
+from app.db import migrate
+from app.db.session import make_engine, make_session_factory
+from app.encode_pool import EncodePool
+from app.errors import install_error_handlers
+from app.index_manager import IndexManager
+from app.limits import MULTIPART_SLACK, BodySizeLimit
+from app.metrics import Metrics
+from app.routers import admin, health, images, search
+from app.settings import Settings, get_settings
+from app.state import ServiceState
+from model.factory import Encoder, load_encoder
+
+log = logging.getLogger("app")
+STATIC = Path(__file__).resolve().parent / "static"
+MAX_UPLOAD_FILES = 20
+
+
+class StartupError(SystemExit):
+    """The service cannot start; the message says why and what to do."""
+
+
+def prepare_database(settings: Settings):  # type: ignore[no-untyped-def]
+    """The embedded SQLite default migrates itself; any other database must already be at head."""
+    url = settings.resolved_database_url
+    if settings.database_url is None:
+        migrate.upgrade(url)
+    engine = make_engine(url)
+    if not migrate.is_at_head(engine):
+        raise StartupError(
+            f"the database is not at the latest migration ({migrate.head_revision(url)}): "
+            "run 'alembic upgrade head' or 'indexer migrate' first"
+        )
+    return engine
+
+
+def warm_up(encoder: Encoder) -> None:
+    """One encode at start-up so the first search does not pay for lazy initialisation."""
+    from PIL import Image, ImageDraw
+
+    sketch = Image.new("L", (64, 64), 255)
+    ImageDraw.Draw(sketch).line((8, 8, 56, 50), fill=0, width=3)
+    encoder.sketch_codes([sketch])
+
+
+def start_embedded_worker(state: ServiceState) -> threading.Thread:
+    from indexer.build import GalleryBuilder
+    from indexer.worker import Worker
+
+    builder = GalleryBuilder(state.settings, state.sessions, state.encoder, show_progress=False)
+    worker = Worker(state.sessions, builder, poll_seconds=state.settings.index_poll_seconds)
+    worker.stop = state.worker_stop
+
+    def loop() -> None:
+        while not state.worker_stop.is_set():
+            try:
+                if worker.run_once():
+                    state.indexes.refresh()  # serve the new version at once, not at the next poll
+                else:
+                    state.worker_stop.wait(state.settings.index_poll_seconds)
+            except Exception:
+                log.exception("embedded worker error")
+                state.worker_stop.wait(state.settings.index_poll_seconds)
+
+    thread = threading.Thread(target=loop, name="embedded-worker", daemon=True)
+    thread.start()
+    return thread
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    torch.set_num_threads(settings.torch_threads)
+    faiss.omp_set_num_threads(1)  # one query at a time: FAISS threads would only fight torch's
+    engine = prepare_database(settings)
+    sessions = make_session_factory(engine)
+    started = time.perf_counter()
+    encoder = load_encoder(
+        settings.checkpoint, settings.device, str(settings.edge_weights) if settings.edge_weights else None
+    )
+    warm_up(encoder)
+    log.info("model %s loaded and warmed in %.1fs", settings.checkpoint.name, time.perf_counter() - started)
+    if not settings.admin_enabled:
+        log.warning("admin endpoints disabled: %s", settings.admin_disabled_reason)
+    indexes = IndexManager(sessions, settings.index_poll_seconds)
+    indexes.start()
+    state = ServiceState(
+        settings,
+        engine,
+        sessions,
+        encoder,
+        indexes,
+        EncodePool(settings.encoder_threads, settings.max_pending_encodes),
+        app.state.metrics,
+    )
+    if settings.embedded_worker:
+        state.worker_thread = start_embedded_worker(state)
+    app.state.service = state
+    try:
+        yield
+    finally:
+        state.worker_stop.set()
+        indexes.stop()
+        state.pool.shutdown()
+        if state.worker_thread is not None:
+            state.worker_thread.join(timeout=30)
+        engine.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Sketch search",
+        description="Draw a sketch, get the gallery photos of that kind of thing (CSCAN hashing).",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics = Metrics()
+    install_error_handlers(app)
+    for router in (health.router, search.router, images.router, admin.router):
+        app.include_router(router)
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        metrics.requests.labels(name, request.method, str(response.status_code)).inc()
+        metrics.latency.labels(name).observe(time.perf_counter() - start)
+        return response
+
+    if STATIC.is_dir():
+        app.mount("/", StaticFiles(directory=STATIC, html=True), name="static")
+    upload_limit = settings.max_upload_bytes + MULTIPART_SLACK
+    app.add_middleware(
+        BodySizeLimit,
+        limits={"/search": upload_limit, "/admin/galleries": upload_limit * MAX_UPLOAD_FILES},
+        default=upload_limit,
+    )
+    return app

@@ -1,0 +1,44 @@
+"""Prometheus metrics: requests by route and status, latency per route and per search stage."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "sketch_requests_total", "HTTP requests", ["route", "method", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "sketch_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=STAGE_BUCKETS,
+            registry=self.registry,
+        )
+        self.stage = Histogram(
+            "sketch_search_stage_seconds",
+            "time spent per search stage",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=self.registry,
+        )
+
+    @contextmanager
+    def timed(self, stage: str, timings: dict[str, float] | None = None) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - start
+            self.stage.labels(stage).observe(elapsed)
+            if timings is not None:
+                timings[stage] = elapsed

@@ -1,0 +1,1 @@
+"""HTTP routes; each one thin, delegating to the service modules."""

@@ -1,0 +1,31 @@
+"""`sketch-server`: run the API and web page with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import uvicorn
+
+from app.settings import SettingsError, load_settings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Serve the sketch search API and web page.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
+    from app.main import create_app
+
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, timeout_graceful_shutdown=10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""All configuration, from SKETCH_* environment variables (or a .env file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "cscan-sketchy-64.safetensors"
+MIN_ADMIN_TOKEN_LENGTH = 16
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SKETCH_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="indexes, uploaded photos, caches, the SQLite file")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite under data_dir")
+    checkpoint: Path = Field(DEFAULT_CHECKPOINT, description="CSCAN checkpoint (.safetensors)")
+    admin_token: SecretStr | None = Field(None, description="bearer token for /admin; >= 16 characters")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_upload_bytes: int = Field(5 * 1024 * 1024, gt=0)
+    max_pixels: int = Field(40_000_000, gt=0, description="largest image (width x height) decoded")
+    max_pending_encodes: int = Field(16, gt=0, description="queued sketch encodes before answering 429")
+    encoder_threads: int = Field(1, gt=0, le=64)
+    torch_threads: int = Field(2, gt=0, le=256)
+    default_gallery: str | None = None
+    edge_weights: Path | None = Field(None, description="weights file for the edge detector, if not bundled")
+    embedded_worker: bool = Field(True, description="run the reindex worker inside the API process")
+    index_poll_seconds: float = Field(2.0, gt=0)
+    thumbnail_size: int = Field(256, ge=32, le=1024)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:// or postgresql:// URL")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'sketch.db'}"
+
+    @property
+    def admin_enabled(self) -> bool:
+        token = self.admin_token.get_secret_value() if self.admin_token else ""
+        return len(token) >= MIN_ADMIN_TOKEN_LENGTH
+
+    @property
+    def admin_disabled_reason(self) -> str | None:
+        if self.admin_token is None or not self.admin_token.get_secret_value():
+            return "SKETCH_ADMIN_TOKEN is not set"
+        if not self.admin_enabled:
+            return f"SKETCH_ADMIN_TOKEN is shorter than {MIN_ADMIN_TOKEN_LENGTH} characters"
+        return None
+
+
+class SettingsError(SystemExit):
+    """Raised with a message that names each bad SKETCH_* variable; exits the process."""
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    lines = ["invalid configuration:"]
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"])
+        lines.append(f"  SKETCH_{field.upper()}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,1 @@
+"""Offline work: preparing datasets, training and evaluating CSCAN, building indexes, the job worker."""

@@ -1,0 +1,329 @@
+"""Building a gallery's index: scan, hash, encode what is new, write a version, switch it on.
+
+Crash safety: codes go to the code cache as they are computed; the image rows and the index-version row
+are written in one transaction while the index directory is written and renamed into place; activation
+follows in a second, tiny transaction. A build killed at any point leaves the active version and the
+database as they were, and a rerun reuses every code already computed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from tqdm import tqdm
+
+from app.db.models import Gallery, ImageRecord, IndexVersion, Job
+from app.settings import Settings
+from indexer.code_cache import CodeCache
+from indexer.datasets import IMAGE_EXTENSIONS
+from indexer.index_files import IndexType, Manifest, build_faiss_index, remove_version, write_version
+from indexer.locks import gallery_lock
+from model.edges.cache import EdgeCache
+from model.factory import Encoder
+from model.imageio import ImageRejected, decode_image, read_size
+
+log = logging.getLogger(__name__)
+KEEP_VERSIONS = 2
+
+
+@dataclass
+class Candidate:
+    path: Path
+    label: str | None
+    origin: str
+    sha256: str = ""
+    size_bytes: int = 0
+    width: int = 0
+    height: int = 0
+
+
+@dataclass
+class BuildReport:
+    gallery: str
+    version_id: int | None = None
+    version_path: Path | None = None
+    count: int = 0
+    encoded: int = 0
+    reused: int = 0
+    removed: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+
+
+def gallery_dir(settings: Settings, name: str) -> Path:
+    return settings.data_dir / "indexes" / hashlib.sha1(name.encode()).hexdigest()[:12]
+
+
+def scan_source(source: Path) -> list[Candidate]:
+    """Images below ``source``; a photo's label is its folder's name unless it sits in the root."""
+    found = []
+    for path in sorted(source.rglob("*")):
+        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
+            found.append(Candidate(path, path.parent.name if path.parent != source else None, "source"))
+    return found
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+class GalleryBuilder:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        encoder: Encoder,
+        batch_size: int = 32,
+        index_type: IndexType = "flat",
+        show_progress: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.encoder = encoder
+        self.batch_size = batch_size
+        self.index_type = index_type
+        self.show_progress = show_progress
+        self.codes = CodeCache(settings.data_dir / "cache" / "codes", encoder.checksum, encoder.bits // 8)
+        self.edges = (
+            EdgeCache(settings.data_dir / "cache" / "edges", encoder.edges) if encoder.edges else None
+        )
+
+    # -- steps -------------------------------------------------------------------------------------------
+    def _gallery(self, name: str, source: Path | None) -> Gallery:
+        with self.sessions.begin() as session:
+            gallery = session.scalar(select(Gallery).where(Gallery.name == name))
+            if gallery is None:
+                gallery = Gallery(name=name, source_dir=str(source) if source else None)
+                session.add(gallery)
+            elif source is not None and gallery.source_dir != str(source):
+                gallery.source_dir = str(source)
+            session.flush()
+            session.expunge(gallery)
+            return gallery
+
+    def _candidates(self, gallery: Gallery) -> list[Candidate]:
+        found: list[Candidate] = []
+        if gallery.source_dir:
+            source = Path(gallery.source_dir)
+            if not source.is_dir():
+                raise FileNotFoundError(f"gallery {gallery.name!r}: source folder {source} does not exist")
+            found.extend(scan_source(source))
+        with self.sessions() as session:
+            uploads = session.scalars(
+                select(ImageRecord).where(
+                    ImageRecord.gallery_id == gallery.id, ImageRecord.origin == "upload"
+                )
+            ).all()
+            found.extend(Candidate(Path(u.stored_path), u.label, "upload") for u in uploads)
+        return found
+
+    def _fingerprint(self, candidates: list[Candidate], failed: list[dict[str, str]]) -> list[Candidate]:
+        """sha256 and header-checked size of every file; duplicates (same content) are kept once."""
+        unique: dict[str, Candidate] = {}
+        for cand in tqdm(candidates, desc="scan", unit="img", disable=not self.show_progress):
+            try:
+                data = cand.path.read_bytes()
+            except OSError as exc:
+                failed.append({"path": str(cand.path), "reason": f"unreadable: {exc.strerror or exc}"})
+                continue
+            cand.sha256 = hashlib.sha256(data).hexdigest()
+            cand.size_bytes = len(data)
+            if cand.sha256 in unique:
+                continue
+            try:
+                cand.width, cand.height = read_size(data, self.settings.max_pixels)
+            except ImageRejected as exc:
+                failed.append({"path": str(cand.path), "reason": f"{exc.reason}: {exc}"})
+                continue
+            unique[cand.sha256] = cand
+        return list(unique.values())
+
+    def _encode(
+        self,
+        todo: list[Candidate],
+        failed: list[dict[str, str]],
+        progress: ProgressFn | None,
+        done: int,
+        total: int,
+    ) -> dict[str, np.ndarray]:
+        codes: dict[str, np.ndarray] = {}
+        bar = tqdm(total=len(todo), desc="encode", unit="img", disable=not self.show_progress)
+        for start in range(0, len(todo), self.batch_size):
+            chunk = todo[start : start + self.batch_size]
+            images: list[Image.Image] = []
+            ok: list[Candidate] = []
+            for cand in chunk:
+                try:
+                    image = decode_image(cand.path.read_bytes(), self.settings.max_pixels).convert("RGB")
+                except ImageRejected as exc:
+                    failed.append({"path": str(cand.path), "reason": f"{exc.reason}: {exc}"})
+                    continue
+                except OSError as exc:
+                    failed.append({"path": str(cand.path), "reason": f"unreadable: {exc}"})
+                    continue
+                cand.width, cand.height = image.size
+                images.append(image)
+                ok.append(cand)
+            if images:
+                edges = self.edges.get_many([c.sha256 for c in ok], images) if self.edges else None
+                packed = self.encoder.pack(self.encoder.photo_codes(images, edges))
+                for cand, code in zip(ok, packed, strict=True):
+                    self.codes.put(cand.sha256, code)
+                    codes[cand.sha256] = code
+            done += len(chunk)
+            bar.update(len(chunk))
+            if progress:
+                progress(done, total)
+        bar.close()
+        return codes
+
+    def _commit(
+        self, gallery: Gallery, indexed: list[Candidate], codes: dict[str, np.ndarray], report: BuildReport
+    ) -> None:
+        """Image rows and the version row in one transaction, the index written while it is open."""
+        with self.sessions.begin() as session:
+            existing = {
+                img.sha256: img
+                for img in session.scalars(select(ImageRecord).where(ImageRecord.gallery_id == gallery.id))
+            }
+            keep = {c.sha256 for c in indexed}
+            for sha, img in existing.items():
+                if sha not in keep and (img.origin == "source" or not Path(img.stored_path).exists()):
+                    session.delete(img)  # vanished from the source folder, or an upload whose file is gone
+                    report.removed += 1
+            rows: list[ImageRecord] = []
+            for cand in indexed:
+                img = existing.get(cand.sha256)
+                if img is None:
+                    img = ImageRecord(
+                        gallery_id=gallery.id,
+                        stored_path=str(cand.path),
+                        sha256=cand.sha256,
+                        size_bytes=cand.size_bytes,
+                        width=cand.width or None,
+                        height=cand.height or None,
+                        label=cand.label,
+                        origin=cand.origin,
+                    )
+                    session.add(img)
+                elif img.origin == "source":
+                    img.stored_path, img.label = str(cand.path), cand.label
+                rows.append(img)
+            session.flush()
+            ids = np.array([r.id for r in rows], dtype=np.int64)
+            matrix = (
+                np.stack([codes[r.sha256] for r in rows])
+                if rows
+                else np.zeros((0, self.encoder.bits // 8), dtype=np.uint8)
+            )
+            index = build_faiss_index(matrix, ids, self.encoder.bits, self.index_type)
+            manifest = Manifest(
+                model_checksum=self.encoder.checksum,
+                bits=self.encoder.bits,
+                count=len(rows),
+                created=datetime.now(UTC).isoformat(),
+                source=gallery.source_dir,
+                index_type=self.index_type,
+            )
+            path = write_version(gallery_dir(self.settings, gallery.name), index, manifest)
+            version = IndexVersion(
+                gallery_id=gallery.id,
+                model_checksum=self.encoder.checksum,
+                bits=self.encoder.bits,
+                count=len(rows),
+                path=str(path),
+                state="ready",
+            )
+            session.add(version)
+            session.flush()
+            report.version_id, report.version_path, report.count = version.id, path, len(rows)
+
+    def _activate(self, gallery: Gallery, version_id: int) -> None:
+        with self.sessions.begin() as session:
+            for old in session.scalars(
+                select(IndexVersion).where(
+                    IndexVersion.gallery_id == gallery.id, IndexVersion.state == "active"
+                )
+            ):
+                old.state = "retired"
+            version = session.get(IndexVersion, version_id)
+            assert version is not None
+            version.state, version.activated_at = "active", datetime.now(UTC)
+
+    def _prune(self, gallery: Gallery) -> None:
+        """Keep the newest versions (the active one and its predecessor); drop the rest and orphans."""
+        with self.sessions.begin() as session:
+            versions = session.scalars(
+                select(IndexVersion)
+                .where(IndexVersion.gallery_id == gallery.id)
+                .order_by(IndexVersion.created_at.desc(), IndexVersion.id.desc())
+            ).all()
+            for old in versions[KEEP_VERSIONS:]:
+                if old.state != "active":
+                    remove_version(Path(old.path))
+                    session.delete(old)
+            known = {Path(v.path).name for v in versions[:KEEP_VERSIONS]}
+        parent = gallery_dir(self.settings, gallery.name)
+        for child in parent.iterdir() if parent.exists() else []:
+            if child.name not in known:  # a crashed build's leftovers
+                remove_version(child)
+
+    def _record_failures(self, job_id: int | None, failed: list[dict[str, str]]) -> None:
+        if job_id is None:
+            return
+        with self.sessions.begin() as session:
+            job = session.get(Job, job_id)
+            if job is not None:
+                job.failed_items = list(failed)
+
+    # -- entry point -------------------------------------------------------------------------------------
+    def build(
+        self,
+        gallery_name: str,
+        source: Path | None = None,
+        job_id: int | None = None,
+        progress: ProgressFn | None = None,
+    ) -> BuildReport:
+        lock_dir = self.settings.data_dir / "locks"
+        with gallery_lock(lock_dir, gallery_name):
+            report = BuildReport(gallery_name)
+            gallery = self._gallery(gallery_name, source.resolve() if source else None)
+            candidates = self._fingerprint(self._candidates(gallery), report.failed)
+            codes: dict[str, np.ndarray] = {}
+            todo = []
+            for cand in candidates:
+                cached = self.codes.get(cand.sha256)
+                if cached is None:
+                    todo.append(cand)
+                else:
+                    codes[cand.sha256] = cached
+            report.reused = len(codes)
+            total = len(candidates)
+            if progress:
+                progress(report.reused, total)
+            codes.update(self._encode(todo, report.failed, progress, report.reused, total))
+            report.encoded = len(codes) - report.reused
+            indexed = [c for c in candidates if c.sha256 in codes]
+            self._commit(gallery, indexed, codes, report)
+            assert report.version_id is not None
+            self._activate(gallery, report.version_id)
+            self._prune(gallery)
+            self._record_failures(job_id, report.failed)
+            log.info(
+                "gallery %s: version %s with %d images (%d encoded, %d reused, %d failed, %d removed)",
+                gallery_name,
+                report.version_id,
+                report.count,
+                report.encoded,
+                report.reused,
+                len(report.failed),
+                report.removed,
+            )
+            return report

@@ -1,0 +1,36 @@
+"""Codes cached by (photo sha256, model checksum): a rebuild only encodes photos it has not seen with
+this model, and a build killed midway resumes from what it had already encoded."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+class CodeCache:
+    def __init__(self, root: Path, model_checksum: str, code_bytes: int) -> None:
+        self.dir = Path(root) / model_checksum[:32]
+        self.code_bytes = code_bytes
+
+    def _path(self, sha256: str) -> Path:
+        return self.dir / sha256[:2] / f"{sha256}.bin"
+
+    def get(self, sha256: str) -> np.ndarray | None:
+        try:
+            data = self._path(sha256).read_bytes()
+        except OSError:
+            return None
+        if len(data) != self.code_bytes:  # a damaged entry is recomputed
+            return None
+        return np.frombuffer(data, dtype=np.uint8)
+
+    def put(self, sha256: str, code: np.ndarray) -> None:
+        path = self._path(sha256)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(np.ascontiguousarray(code, dtype=np.uint8).tobytes())
+        os.replace(tmp, path)

@@ -1,0 +1,124 @@
+"""`indexer migrate`, `indexer build`, `indexer search` and `indexer worker`."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.db import migrate as migrations
+from app.db.session import make_engine, make_session_factory
+from app.settings import Settings, get_settings
+from indexer.build import GalleryBuilder
+from indexer.locks import BuildLocked
+from indexer.search import active_version, load_index
+from indexer.worker import Worker
+from model.checkpoint import CheckpointError
+from model.factory import Encoder, load_encoder
+from model.imageio import ImageRejected, decode_image
+from model.preprocessing import BlankSketchError
+
+
+def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
+    engine = make_engine(settings.resolved_database_url)
+    if not migrations.is_at_head(engine):
+        typer.echo("the database is not at the latest migration: run 'indexer migrate' first", err=True)
+        raise typer.Exit(2)
+    return make_session_factory(engine)
+
+
+def _encoder(settings: Settings) -> Encoder:
+    try:
+        return load_encoder(settings.checkpoint, settings.device, str(settings.edge_weights or "") or None)
+    except CheckpointError as exc:
+        typer.echo(f"cannot load the model: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def migrate() -> None:
+    """Bring the database (SKETCH_DATABASE_URL, default SQLite under SKETCH_DATA_DIR) to the latest schema."""
+    settings = get_settings()
+    migrations.upgrade(settings.resolved_database_url)
+    typer.echo(f"database at revision {migrations.head_revision(settings.resolved_database_url)}")
+
+
+def build(
+    gallery: Annotated[str, typer.Option(help="gallery name (registered if new)")],
+    source: Annotated[Path | None, typer.Option(help="folder of photos, scanned recursively")] = None,
+    batch_size: int = 32,
+    index_type: Annotated[str, typer.Option(help="flat (exact), hnsw or ivf")] = "flat",
+) -> None:
+    """Encode new or changed photos and write a new index version, then make it active."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    settings = get_settings()
+    if source is not None and not source.is_dir():
+        typer.echo(f"source folder {source} does not exist", err=True)
+        raise typer.Exit(2)
+    builder = GalleryBuilder(settings, _sessions(settings), _encoder(settings), batch_size, index_type)  # type: ignore[arg-type]
+    try:
+        report = builder.build(gallery, source)
+    except (BuildLocked, FileNotFoundError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"gallery {gallery}: version {report.version_id} active with {report.count} images "
+        f"({report.encoded} encoded, {report.reused} reused, {report.removed} removed, "
+        f"{len(report.failed)} failed)"
+    )
+    for item in report.failed:
+        typer.echo(f"  skipped {item['path']}: {item['reason']}")
+
+
+def search(
+    gallery: Annotated[str, typer.Option(help="gallery name")],
+    sketch: Annotated[Path, typer.Option(help="PNG sketch")],
+    k: Annotated[int, typer.Option("-k", help="number of matches")] = 10,
+) -> None:
+    """Print the gallery's photos ranked by Hamming distance to the sketch's code."""
+    settings = get_settings()
+    sessions = _sessions(settings)
+    with sessions() as session:
+        version = active_version(session, gallery)
+        if version is None:
+            typer.echo(
+                f"gallery {gallery!r} has no active index: run 'indexer build --gallery {gallery}'", err=True
+            )
+            raise typer.Exit(1)
+        loaded = load_index(gallery, version)
+    encoder = _encoder(settings)
+    try:
+        image = decode_image(sketch.read_bytes(), settings.max_pixels)
+        codes = encoder.pack(encoder.sketch_codes([image]))
+    except (OSError, ImageRejected, BlankSketchError) as exc:
+        typer.echo(f"cannot use {sketch}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    distances, ids = loaded.search(codes, k)
+    from app.db.models import ImageRecord
+
+    with sessions() as session:
+        for rank, (dist, image_id) in enumerate(zip(distances[0], ids[0], strict=True), start=1):
+            record = session.get(ImageRecord, int(image_id))
+            label = record.label if record else "?"
+            path = record.stored_path if record else "?"
+            typer.echo(f"{rank:3d}  d={int(dist):3d}  {label or '-':20s}  {path}")
+
+
+def worker(
+    once: Annotated[bool, typer.Option(help="run at most one job and exit")] = False,
+    stale_after: Annotated[int, typer.Option(help="seconds without heartbeat before a job is retaken")] = 120,
+) -> None:
+    """Run queued reindex jobs (from the admin API) one at a time."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = get_settings()
+    sessions = _sessions(settings)
+    builder = GalleryBuilder(settings, sessions, _encoder(settings), show_progress=False)
+    runner = Worker(sessions, builder, timedelta(seconds=stale_after), settings.index_poll_seconds)
+    if once:
+        runner.run_once()
+        return
+    with contextlib.suppress(KeyboardInterrupt):
+        runner.run_forever()

@@ -1,0 +1,224 @@
+"""`indexer prepare`, `indexer train` and `indexer evaluate`."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import torch
+import typer
+
+from indexer.datasets import (
+    Item,
+    category_split,
+    read_folder_per_class,
+    read_items,
+    read_tuberlin_sketches,
+    validation_split,
+    write_split,
+)
+from indexer.evaluation import EncodedSet, encode_photos, encode_sketches, load_images, score
+from indexer.metrics import precision_recall_curve
+from indexer.plots import pr_curve, retrieval_grid, training_curve
+from indexer.training import TrainConfig, Trainer, load_photos, load_train_data
+from model.checkpoint import load_checkpoint, save_checkpoint
+from model.config import ModelConfig
+from model.factory import load_encoder, resolve_device
+from model.hashing import hamming_matrix
+from model.losses import LossWeights
+
+
+def prepare(
+    dataset: Annotated[str, typer.Option(help="sketchy or tuberlin")],
+    root: Annotated[Path, typer.Option(help="dataset root (official layout)")],
+    photos: Annotated[Path | None, typer.Option(help="TU-Berlin Extended photos, folder per class")] = None,
+    out: Annotated[Path | None, typer.Option(help="where to write split files (default ROOT/splits)")] = None,
+    seed: int = 0,
+) -> None:
+    """Write category-level split files (50 query sketches per class for Sketchy, 10 for TU-Berlin)."""
+    out = out or root / "splits"
+    if dataset == "sketchy":
+        sketches = read_folder_per_class(root / "sketch" / "tx_000000000000")
+        photo_items = read_folder_per_class(root / "photo" / "tx_000000000000")
+        per_class = 50
+    elif dataset == "tuberlin":
+        if photos is None:
+            raise typer.BadParameter("TU-Berlin needs --photos (the Extended photos, folder per class)")
+        sketches, photo_items, per_class = read_tuberlin_sketches(root), read_folder_per_class(photos), 10
+    else:
+        raise typer.BadParameter("dataset must be 'sketchy' or 'tuberlin'")
+    train, test = category_split(sketches, per_class, seed)
+    common = root.resolve()
+    if photos is not None:
+        common = Path(os.path.commonpath([common, photos.resolve()]))
+    write_split(train, common, out / "train_sketches.txt")
+    write_split(test, common, out / "test_sketches.txt")
+    write_split(photo_items, common, out / "photos.txt")
+    typer.echo(f"{len(train)} training and {len(test)} query sketches, {len(photo_items)} photos -> {out}")
+    if common != root.resolve():
+        typer.echo(f"paths are relative to {common}: pass --root {common} to train/evaluate")
+
+
+def train(
+    root: Annotated[Path, typer.Option(help="dataset root the split files are relative to")],
+    out: Annotated[Path, typer.Option(help="run directory: checkpoints, history, curves")],
+    sketches: Annotated[Path, typer.Option(help="training sketches: split file or class folders")] = Path(
+        "splits/train_sketches.txt"
+    ),
+    photos: Annotated[Path, typer.Option(help="training photos: split file or class folders")] = Path(
+        "splits/photos.txt"
+    ),
+    epochs: int = 15,
+    batch_size: int = 32,
+    lr: Annotated[float, typer.Option(help="heads' learning rate; backbones train at a tenth")] = 3e-3,
+    bits: int = 64,
+    image_size: int = 128,
+    backbone: str = "efficientnet_lite0",
+    edge_detector: str = "canny",
+    attention: bool = True,
+    edge: bool = True,
+    share_sketch_edge: bool = True,
+    fusion: str = "sum",
+    alpha: float = 5.0,
+    beta: float = 0.05,
+    margin: Annotated[float | None, typer.Option(help="triplet margin; default bits/4")] = None,
+    mining: str = "all",
+    validation: Annotated[bool, typer.Option(help="hold out sketches for periodic evaluation")] = True,
+    eval_every: int = 4,
+    freeze_low_level: Annotated[bool, typer.Option(help="keep the backbones' low-level stages fixed")] = True,
+    backbone_lr_scale: Annotated[
+        float, typer.Option(help="backbone learning rate as a share of --lr")
+    ] = 0.033,
+    seed: int = 0,
+    resume: bool = True,
+    device: str = "auto",
+    time_budget: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="cap steps per epoch (smoke runs)")] = None,
+    cache_dir: Path = Path("data/cache/edges"),
+) -> None:
+    """Train CSCAN; checkpoints every epoch to OUT/last.safetensors and resumes from OUT if present."""
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    dev = str(resolve_device(device))
+    sketch_spec = sketches if sketches.is_absolute() else root / sketches
+    photo_spec = photos if photos.is_absolute() else root / photos
+    sketch_items, photo_items = read_items(sketch_spec, root), read_items(photo_spec, root)
+    val_items: list[Item] = []
+    if validation:
+        sketch_items, val_items = validation_split(sketch_items, seed)
+    classes = sorted({i.label for i in photo_items} | {i.label for i in sketch_items})
+    config = ModelConfig(
+        bits=bits,
+        num_classes=len(classes),
+        backbone=backbone,  # type: ignore[arg-type]
+        image_size=image_size,
+        share_sketch_edge=share_sketch_edge,
+        use_attention=attention,
+        use_edge=edge,
+        fusion=fusion,  # type: ignore[arg-type]
+        edge_detector=edge_detector,  # type: ignore[arg-type]
+        class_names=classes,
+    )
+    train_cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        mining=mining,  # type: ignore[arg-type]
+        loss=LossWeights(alpha=alpha, beta=beta, margin=margin),
+        eval_every=eval_every,
+        freeze_low_level=freeze_low_level,
+        backbone_lr_scale=backbone_lr_scale,
+        seed=seed,
+        max_steps_per_epoch=max_steps,
+        time_budget_s=time_budget,
+    )
+    data = load_train_data(sketch_items, photo_items, config, cache_dir, dev)
+    evaluate_fn = None
+    if val_items:
+        index = {c: i for i, c in enumerate(classes)}
+        val_images = load_images(val_items)
+        val_labels = np.array([index[i.label] for i in val_items])
+        gallery_labels = np.array(data.photo_labels)
+
+        def evaluate_fn(model):  # type: ignore[no-untyped-def]
+            q = encode_sketches(model, config, val_images, device=dev)
+            g = encode_photos(model, config, data.photos, data.edges, device=dev)
+            r = score(EncodedSet(q, val_labels), EncodedSet(g, gallery_labels), config.bits)
+            return {"mAP": r["mAP"], "mAP@200": r["mAP@200"], "cont_mAP": r["continuous"]["mAP"]}
+
+    info = {
+        "data": {"root": str(root), "sketches": str(sketches), "photos": str(photos)},
+        "n_train_sketches": len(sketch_items),
+        "n_validation_sketches": len(val_items),
+        "n_photos": len(photo_items),
+    }
+    trainer = Trainer(config, train_cfg, data, out, evaluate=evaluate_fn, device=dev, info=info)
+    if resume and trainer.resume():
+        typer.echo(f"resuming after epoch {trainer.start_epoch}")
+    history = trainer.run()
+    training_curve(history, out / "training_curve.png")
+    typer.echo(f"checkpoint: {out / 'last.safetensors'}")
+
+
+def evaluate(
+    checkpoint: Annotated[Path, typer.Option(help="CSCAN checkpoint")],
+    queries: Annotated[Path, typer.Option(help="query sketches: split file or class folders")],
+    gallery: Annotated[Path, typer.Option(help="gallery photos: split file or class folders")],
+    root: Annotated[Path | None, typer.Option(help="root the split files' paths are relative to")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the metrics here")] = None,
+    figures: Annotated[
+        Path | None, typer.Option(help="folder for the PR curve and example grid PNGs")
+    ] = None,
+    device: str = "auto",
+    batch: int = 64,
+    cache_dir: Path = Path("data/cache/edges"),
+    record: Annotated[
+        str | None, typer.Option(help="store the metrics in the checkpoint under this key (release step)")
+    ] = None,
+) -> None:
+    """Tie-aware Hamming mAP (full ranking), mAP@200, P@10, P@200, and the same for continuous codes."""
+    started = time.monotonic()
+    encoder = load_encoder(checkpoint, device)
+    query_items, gallery_items = read_items(queries, root), read_items(gallery, root)
+    classes = sorted({i.label for i in query_items} | {i.label for i in gallery_items})
+    index = {c: i for i, c in enumerate(classes)}
+    q_labels = np.array([index[i.label] for i in query_items])
+    g_labels = np.array([index[i.label] for i in gallery_items])
+    query_images = load_images(query_items)
+    q_codes = encode_sketches(encoder.model, encoder.config, query_images, batch, str(encoder.device))
+    photos, edges = load_photos(gallery_items, encoder.config, cache_dir, str(encoder.device))
+    g_codes = encode_photos(encoder.model, encoder.config, photos, edges, batch, str(encoder.device))
+    queries_set, gallery_set = EncodedSet(q_codes, q_labels), EncodedSet(g_codes, g_labels)
+    result = score(queries_set, gallery_set, encoder.bits)
+    result["checkpoint"] = str(checkpoint)
+    result["seconds"] = round(time.monotonic() - started, 1)
+    typer.echo(json.dumps(result, indent=2))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2) + "\n")
+    if record:
+        ckpt = load_checkpoint(checkpoint)
+        summary = {k: result[k] for k in ("mAP", "mAP@200", "P@10", "P@200", "n_queries", "n_gallery")}
+        summary["continuous_mAP"] = result["continuous"]["mAP"]
+        summary["queries"], summary["gallery"] = str(queries), str(gallery)
+        ckpt.info.setdefault("metrics", {})[record] = summary
+        save_checkpoint(checkpoint, ckpt)  # weights are already fp16 values: re-saving changes none
+    if figures:
+        hamming = hamming_matrix(queries_set.packed, gallery_set.packed)
+        precision, recall = precision_recall_curve(hamming, q_labels, g_labels, encoder.bits)
+        pr_curve(
+            precision,
+            recall,
+            figures / "pr_curve.png",
+            f"{encoder.bits}-bit Hamming, mAP {result['mAP']:.3f}",
+        )
+        rng = np.random.default_rng(0)
+        picks = rng.choice(len(query_items), size=min(8, len(query_items)), replace=False)
+        rows = []
+        for qi in picks:
+            order = np.lexsort((rng.random(len(g_labels)), hamming[qi]))[:8]  # ties in random order
+            rows.append([(photos[j], bool(g_labels[j] == q_labels[qi])) for j in order])
+        retrieval_grid([query_images[i] for i in picks], rows, figures / "example_retrievals.png")

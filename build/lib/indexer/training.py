@@ -1,0 +1,281 @@
+"""Training CSCAN: batches of (sketch, positive photo, its edge map) with in-batch negatives."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from indexer.datasets import Item
+from model.checkpoint import Checkpoint, save_checkpoint
+from model.config import ModelConfig
+from model.cscan import CSCAN
+from model.edges import build_edge_detector
+from model.edges.cache import EdgeCache, content_hash
+from model.losses import LossWeights, NegativeMining, cscan_loss
+from model.preprocessing import SketchAugment, preprocess_photo_pair, preprocess_sketch
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 15
+    batch_size: int = 32
+    lr: float = 3e-3  # heads; the pretrained backbones train at lr * backbone_lr_scale
+    backbone_lr_scale: float = 0.1
+    weight_decay: float = 1e-4
+    own_photo_prob: float = 0.5  # how often the positive is the photo the sketch was drawn from
+    mining: NegativeMining = "all"
+    loss: LossWeights = field(default_factory=LossWeights)
+    eval_every: int = 2
+    freeze_low_level: bool = False  # keep the backbones' pretrained low-level stages fixed
+    seed: int = 0
+    max_steps_per_epoch: int | None = None
+    time_budget_s: float | None = None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class TrainData:
+    """Images decoded once into memory; small datasets (like the Sketchy subset) fit easily."""
+
+    sketches: list[Image.Image]
+    sketch_labels: list[int]
+    sketch_sources: list[str | None]
+    photos: list[Image.Image]
+    edges: list[Image.Image | None]
+    photo_labels: list[int]
+    photo_ids: list[str]
+    by_class: dict[int, list[int]]
+    by_id: dict[str, int]
+
+
+def load_photos(items: list[Item], config: ModelConfig, cache_dir: Path | None, device: str = "cpu"):  # type: ignore[no-untyped-def]
+    """Decode photos and get their edge maps (from the cache when there)."""
+    photos, hashes = [], []
+    for item in tqdm(items, desc="photos", unit="img"):
+        data = item.path.read_bytes()
+        hashes.append(content_hash(data))
+        with Image.open(item.path) as im:
+            photos.append(im.convert("RGB"))
+    edges: list[Image.Image | None] = [None] * len(photos)
+    if config.use_edge:
+        detector = build_edge_detector(config.edge_detector, device)
+        cache = EdgeCache(cache_dir or Path(".cache/edges"), detector)
+        edges = []
+        for start in tqdm(range(0, len(photos), 16), desc=f"edges ({detector.name})", unit="batch"):
+            edges.extend(cache.get_many(hashes[start : start + 16], photos[start : start + 16]))
+    return photos, edges
+
+
+def load_train_data(
+    sketches: list[Item], photos: list[Item], config: ModelConfig, cache_dir: Path | None, device: str = "cpu"
+) -> TrainData:
+    index = {name: i for i, name in enumerate(config.class_names)}
+    photo_images, edges = load_photos(photos, config, cache_dir, device)
+    sketch_images = []
+    for item in tqdm(sketches, desc="sketches", unit="img"):
+        with Image.open(item.path) as im:
+            sketch_images.append(im.copy())
+    photo_labels = [index[p.label] for p in photos]
+    by_class: dict[int, list[int]] = defaultdict(list)
+    for i, label in enumerate(photo_labels):
+        by_class[label].append(i)
+    return TrainData(
+        sketch_images,
+        [index[s.label] for s in sketches],
+        [s.source for s in sketches],
+        photo_images,
+        edges,
+        photo_labels,
+        [p.path.stem for p in photos],
+        dict(by_class),
+        {p.path.stem: i for i, p in enumerate(photos)},
+    )
+
+
+def make_batch(
+    data: TrainData, sketch_idx: list[int], config: ModelConfig, train: TrainConfig, augment: SketchAugment
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    sketches, photos, edges, labels = [], [], [], []
+    for i in sketch_idx:
+        label = data.sketch_labels[i]
+        source = data.sketch_sources[i]
+        if source in data.by_id and random.random() < train.own_photo_prob:
+            p = data.by_id[source]
+        else:
+            p = random.choice(data.by_class[label])
+        sketches.append(preprocess_sketch(data.sketches[i], config.image_size, augment))
+        photo_t, edge_t = preprocess_photo_pair(
+            data.photos[p], data.edges[p], config.image_size, augment=True
+        )
+        photos.append(photo_t)
+        edges.append(edge_t)
+        labels.append(label)
+    edge_batch = torch.stack(edges) if config.use_edge else None  # type: ignore[arg-type]
+    return torch.stack(sketches), torch.stack(photos), edge_batch, torch.tensor(labels)
+
+
+def low_level_modules(model: CSCAN) -> list[torch.nn.Module]:
+    return [m for name, m in model.named_children() if name.endswith("_low")]
+
+
+def param_groups(model: CSCAN, train: TrainConfig) -> list[dict]:
+    backbone, heads = [], []
+    frozen = set()
+    if train.freeze_low_level:
+        frozen = {id(p) for m in low_level_modules(model) for p in m.parameters()}
+    for name, param in model.named_parameters():
+        if id(param) in frozen:
+            param.requires_grad_(False)
+            continue
+        (backbone if name.split(".")[0].endswith(("_low", "_high")) else heads).append(param)
+    return [
+        {"params": backbone, "lr": train.lr * train.backbone_lr_scale},
+        {"params": heads, "lr": train.lr},
+    ]
+
+
+class Trainer:
+    """Runs epochs, checkpoints each one (with optimizer state, to resume), evaluates periodically."""
+
+    def __init__(
+        self,
+        model_config: ModelConfig,
+        train: TrainConfig,
+        data: TrainData,
+        out_dir: Path,
+        evaluate=None,  # type: ignore[no-untyped-def]
+        device: str = "cpu",
+        info: dict | None = None,
+    ) -> None:
+        self.config = model_config
+        self.train = train
+        self.data = data
+        self.out_dir = Path(out_dir)
+        self.evaluate = evaluate
+        self.device = torch.device(device)
+        self.info = info or {}
+        seed_everything(train.seed)
+        self.model = CSCAN(model_config, pretrained=True).to(self.device)
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, train), weight_decay=train.weight_decay)
+        steps = len(data.sketches) // train.batch_size
+        if train.max_steps_per_epoch:
+            steps = min(steps, train.max_steps_per_epoch)
+        self.steps_per_epoch = max(1, steps)
+        total = self.steps_per_epoch * train.epochs
+        warmup = min(50, total // 10)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda s: (
+                min(1.0, (s + 1) / max(1, warmup)) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+            ),
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
+        self.history: list[dict] = []
+        self.step_losses: list[dict[str, float]] = []  # this process's steps, for diagnostics and tests
+        self.start_epoch = 0
+
+    @property
+    def state_path(self) -> Path:
+        return self.out_dir / "train_state.pt"
+
+    def resume(self) -> bool:
+        if not self.state_path.exists():
+            return False
+        state = torch.load(self.state_path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.history = state["history"]
+        self.start_epoch = state["epoch"] + 1
+        random.setstate(state["py_random"])
+        torch.set_rng_state(state["torch_random"])
+        return True
+
+    def _save_state(self, epoch: int) -> None:
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "history": self.history,
+            "epoch": epoch,
+            "py_random": random.getstate(),
+            "torch_random": torch.get_rng_state(),
+        }
+        tmp = self.state_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.state_path)
+
+    def checkpoint(self, metrics: dict | None = None) -> Checkpoint:
+        info = dict(self.info)
+        info["train"] = {**asdict(self.train), "epochs_done": len(self.history)}
+        if metrics:
+            info["metrics"] = {"validation": metrics}
+        return Checkpoint(self.config, self.model.state_dict(), info)
+
+    def run(self) -> list[dict]:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        augment = SketchAugment()
+        started = time.monotonic()
+        for epoch in range(self.start_epoch, self.train.epochs):
+            self.model.train()
+            if self.train.freeze_low_level:
+                for module in low_level_modules(self.model):
+                    module.eval()  # frozen layers keep their ImageNet batch-norm statistics too
+            order = list(range(len(self.data.sketches)))
+            random.shuffle(order)
+            sums: dict[str, float] = defaultdict(float)
+            epoch_start = time.monotonic()
+            bar = tqdm(
+                range(self.steps_per_epoch), desc=f"epoch {epoch + 1}/{self.train.epochs}", unit="step"
+            )
+            for step in bar:
+                idx = order[step * self.train.batch_size : (step + 1) * self.train.batch_size]
+                sketch, photo, edge, labels = make_batch(self.data, idx, self.config, self.train, augment)
+                sketch, photo, labels = sketch.to(self.device), photo.to(self.device), labels.to(self.device)
+                edge = edge.to(self.device) if edge is not None else None
+                with torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda"):
+                    outputs = self.model(sketch, photo, edge)
+                losses = cscan_loss(
+                    {k: v.float() for k, v in outputs.items()}, labels, self.train.loss, self.train.mining
+                )
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(losses["total"]).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.scheduler.step()
+                values = {key: float(value.detach()) for key, value in losses.items()}
+                self.step_losses.append(values)
+                for key, value in values.items():
+                    sums[key] += value
+                bar.set_postfix({k: f"{v / (step + 1):.3f}" for k, v in sums.items()})
+            record = {k: v / self.steps_per_epoch for k, v in sums.items()}
+            record["epoch"] = epoch + 1
+            record["seconds"] = time.monotonic() - epoch_start
+            last = epoch + 1 == self.train.epochs
+            if self.evaluate is not None and ((epoch + 1) % self.train.eval_every == 0 or last):
+                self.model.eval()
+                record["val"] = self.evaluate(self.model)
+                tqdm.write(f"epoch {epoch + 1}: validation {json.dumps(record['val'])}")
+            self.history.append(record)
+            self._save_state(epoch)
+            save_checkpoint(self.out_dir / "last.safetensors", self.checkpoint(record.get("val")))
+            (self.out_dir / "history.json").write_text(json.dumps(self.history, indent=1))
+            if self.train.time_budget_s and time.monotonic() - started > self.train.time_budget_s:
+                tqdm.write("time budget reached: stopping")
+                break
+        return self.history

@@ -1,0 +1,1 @@
+"""Alembic migrations (packaged so an installed service can migrate itself)."""

@@ -1,0 +1,135 @@
+"""Turning sketches, photos and edge maps into network inputs.
+
+One function per modality, used by training, evaluation, indexing and the server alike, so what the
+network sees at search time is what it saw in training.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter, ImageOps
+
+MEAN, STD = 0.5, 0.5  # EfficientNet-Lite expects inputs in [-1, 1]
+STROKE_THRESHOLD = 200  # a grey level below this (on a white background) counts as a stroke
+SKETCH_MARGIN = 0.06  # Sketchy sketches leave roughly this much white around the object
+
+
+class BlankSketchError(ValueError):
+    """The sketch has no strokes to search with."""
+
+
+@dataclass
+class SketchAugment:
+    """Random changes that mimic how differently people draw: stroke width, position, scale, mirror."""
+
+    thicken_prob: float = 0.4
+    margin_range: tuple[float, float] = (0.0, 0.25)
+    shift: float = 0.08
+    flip_prob: float = 0.5
+
+
+def flatten_alpha(image: Image.Image) -> Image.Image:
+    """Grayscale with transparency composited onto white (a web canvas is transparent where not drawn)."""
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    return image.convert("L")
+
+
+def sketch_to_dark_on_white(image: Image.Image) -> Image.Image:
+    """Grayscale, strokes dark on a white background whatever the input's polarity."""
+    gray = flatten_alpha(image)
+    arr = np.asarray(gray)
+    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
+    if np.median(border) < 128:  # light strokes on a dark background
+        gray = ImageOps.invert(gray)
+    return gray
+
+
+def stroke_bbox(gray: Image.Image) -> tuple[int, int, int, int]:
+    """Bounding box of the strokes; raises BlankSketchError when there are none."""
+    arr = np.asarray(gray)
+    mask = arr < STROKE_THRESHOLD
+    if mask.sum() < 3:
+        raise BlankSketchError("the sketch is blank: draw some strokes first")
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def _pad_square(image: Image.Image, margin: float, shift: tuple[float, float] = (0.0, 0.0)) -> Image.Image:
+    w, h = image.size
+    side = round(max(w, h) * (1 + 2 * margin)) + 1
+    canvas = Image.new("L", (side, side), 255)
+    x = (side - w) // 2 + int(shift[0] * side)
+    y = (side - h) // 2 + int(shift[1] * side)
+    canvas.paste(image, (max(0, min(side - w, x)), max(0, min(side - h, y))))
+    return canvas
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """(3, H, W) float tensor normalised for the backbone; grayscale is repeated on three channels."""
+    arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return (torch.from_numpy(arr).permute(2, 0, 1) - MEAN) / STD
+
+
+def normalise_sketch(image: Image.Image, size: int, augment: SketchAugment | None = None) -> Image.Image:
+    """Dark-on-white, cropped to the strokes, padded to a square, resized: a sketch drawn small in a
+    corner of a large canvas ends up framed like a dataset sketch."""
+    gray = sketch_to_dark_on_white(image)
+    rng = random.random
+    if augment is not None and rng() < augment.thicken_prob:
+        gray = gray.filter(ImageFilter.MinFilter(3))
+    cropped = gray.crop(stroke_bbox(gray))
+    if augment is None:
+        square = _pad_square(cropped, SKETCH_MARGIN)
+    else:
+        lo, hi = augment.margin_range
+        shift = ((rng() * 2 - 1) * augment.shift, (rng() * 2 - 1) * augment.shift)
+        square = _pad_square(cropped, lo + (hi - lo) * rng(), shift)
+        if rng() < augment.flip_prob:
+            square = ImageOps.mirror(square)
+    return square.resize((size, size), Image.Resampling.BILINEAR)
+
+
+def preprocess_sketch(image: Image.Image, size: int, augment: SketchAugment | None = None) -> torch.Tensor:
+    return to_tensor(normalise_sketch(image, size, augment))
+
+
+def letterbox(image: Image.Image, size: int, fill: int | tuple[int, int, int]) -> Image.Image:
+    """Resize keeping the aspect ratio so the longer side is ``size``, then pad to a square."""
+    w, h = image.size
+    scale = size / max(w, h)
+    resized = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
+    canvas = Image.new(image.mode, (size, size), fill)
+    canvas.paste(resized, ((size - resized.width) // 2, (size - resized.height) // 2))
+    return canvas
+
+
+def preprocess_photo_pair(
+    photo: Image.Image, edge: Image.Image | None, size: int, augment: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Photo and its edge map get the same geometry, so the shared co-attention mask lines up on both."""
+    photo = photo.convert("RGB")
+    if edge is not None:
+        edge = edge.convert("L")
+        if edge.size != photo.size:
+            edge = edge.resize(photo.size, Image.Resampling.BILINEAR)
+    if augment:
+        w, h = photo.size
+        scale = random.uniform(0.75, 1.0)
+        cw, ch = int(w * scale), int(h * scale)
+        x, y = random.randint(0, w - cw), random.randint(0, h - ch)
+        box = (x, y, x + cw, y + ch)
+        photo = photo.crop(box)
+        edge = edge.crop(box) if edge is not None else None
+        if random.random() < 0.5:
+            photo = ImageOps.mirror(photo)
+            edge = ImageOps.mirror(edge) if edge is not None else None
+    photo_t = to_tensor(letterbox(photo, size, (255, 255, 255)))
+    edge_t = to_tensor(letterbox(edge, size, 255)) if edge is not None else None
+    return photo_t, edge_t
