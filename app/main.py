@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 
 from app.db import migrate
 from app.db.session import make_engine, make_session_factory
-from app.encode_pool import EncodePool
+from app.encode_batcher import EncodeBatcher
 from app.errors import install_error_handlers
 from app.index_manager import IndexManager
 from app.limits import MULTIPART_SLACK, BodySizeLimit
@@ -105,7 +105,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sessions,
         encoder,
         indexes,
-        EncodePool(settings.encoder_threads, settings.max_pending_encodes),
+        EncodeBatcher(
+            lambda batch: encoder.pack(encoder.encode_sketch_batch(batch)),
+            settings.encode_max_batch,
+            settings.max_pending_encodes,
+            settings.preprocess_threads,
+            app.state.metrics.record_encode_batch,
+        ),
         app.state.metrics,
     )
     if settings.embedded_worker:
@@ -116,7 +122,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         state.worker_stop.set()
         indexes.stop()
-        state.pool.shutdown()
+        state.batcher.shutdown()
         if state.worker_thread is not None:
             state.worker_thread.join(timeout=30)
         engine.dispose()

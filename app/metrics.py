@@ -32,6 +32,19 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.encode_batch = Histogram(
+            "sketch_encode_batch_size",
+            "sketches per network call (concurrent searches are encoded together)",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
+
+    def record_encode_batch(self, size: int, seconds: float) -> None:
+        """One network call served ``size`` searches: each of them spent ``seconds`` in the encode stage."""
+        self.encode_batch.observe(size)
+        for _ in range(size):
+            self.stage.labels("encode").observe(seconds)
+
     @contextmanager
     def timed(self, stage: str, timings: dict[str, float] | None = None) -> Iterator[None]:
         start = time.perf_counter()

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from app.db.models import Gallery, ImageRecord
-from app.encode_pool import Busy
+from app.encode_batcher import Busy
 from app.errors import APIError
 from app.state import ServiceState
 from model.imageio import ImageRejected, decode_image, is_png
@@ -63,14 +63,12 @@ async def search(state: ServiceState, data: bytes, gallery: str | None, k: int) 
         image = decode_sketch(data, state.settings.max_pixels)
     encoder = state.encoder
 
-    def encode() -> Any:
+    def prepare() -> Any:
         with metrics.timed("preprocess"):
-            batch = encoder.prepare_sketches([image])
-        with metrics.timed("encode"):
-            return encoder.pack(encoder.encode_sketch_batch(batch))
+            return encoder.prepare_sketches([image])
 
     try:
-        codes = await state.pool.run(encode)
+        codes = await state.batcher.encode(prepare)
     except BlankSketchError as exc:
         raise APIError(422, "blank_sketch", str(exc)) from None
     except Busy:

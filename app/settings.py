@@ -25,7 +25,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(5 * 1024 * 1024, gt=0)
     max_pixels: int = Field(40_000_000, gt=0, description="largest image (width x height) decoded")
     max_pending_encodes: int = Field(16, gt=0, description="queued sketch encodes before answering 429")
-    encoder_threads: int = Field(1, gt=0, le=64)
+    preprocess_threads: int = Field(2, gt=0, le=64, description="threads decoding and preparing sketches")
+    encode_max_batch: int = Field(16, gt=0, le=256, description="most sketches encoded in one network call")
     torch_threads: int = Field(2, gt=0, le=256)
     default_gallery: str | None = None
     edge_weights: Path | None = Field(None, description="weights file for the edge detector, if not bundled")

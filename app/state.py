@@ -9,7 +9,7 @@ from fastapi import Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.encode_pool import EncodePool
+from app.encode_batcher import EncodeBatcher
 from app.index_manager import IndexManager
 from app.metrics import Metrics
 from app.settings import Settings
@@ -23,7 +23,7 @@ class ServiceState:
     sessions: sessionmaker[Session]
     encoder: Encoder
     indexes: IndexManager
-    pool: EncodePool
+    batcher: EncodeBatcher
     metrics: Metrics
     worker_thread: threading.Thread | None = None
     worker_stop: threading.Event = field(default_factory=threading.Event)

@@ -74,7 +74,9 @@ def train(
     ),
     epochs: int = 15,
     batch_size: int = 32,
-    lr: Annotated[float, typer.Option(help="heads' learning rate; backbones train at a tenth")] = 3e-3,
+    lr: Annotated[
+        float, typer.Option(help="heads' learning rate; backbones train at --backbone-lr-scale of it")
+    ] = 3e-3,
     bits: int = 64,
     image_size: int = 128,
     backbone: str = "efficientnet_lite0",
@@ -89,10 +91,13 @@ def train(
     mining: str = "all",
     validation: Annotated[bool, typer.Option(help="hold out sketches for periodic evaluation")] = True,
     eval_every: int = 4,
-    freeze_low_level: Annotated[bool, typer.Option(help="keep the backbones' low-level stages fixed")] = True,
-    backbone_lr_scale: Annotated[
-        float, typer.Option(help="backbone learning rate as a share of --lr")
-    ] = 0.033,
+    freeze_low_level: Annotated[
+        bool, typer.Option(help="keep the backbones' low-level stages fixed")
+    ] = False,
+    freeze_bn_stats: Annotated[
+        bool, typer.Option(help="keep the backbones' ImageNet batch-norm statistics while fine-tuning")
+    ] = True,
+    backbone_lr_scale: Annotated[float, typer.Option(help="backbone learning rate as a share of --lr")] = 0.1,
     seed: int = 0,
     resume: bool = True,
     device: str = "auto",
@@ -130,6 +135,7 @@ def train(
         loss=LossWeights(alpha=alpha, beta=beta, margin=margin),
         eval_every=eval_every,
         freeze_low_level=freeze_low_level,
+        freeze_bn_stats=freeze_bn_stats,
         backbone_lr_scale=backbone_lr_scale,
         seed=seed,
         max_steps_per_epoch=max_steps,

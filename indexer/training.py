@@ -37,6 +37,10 @@ class TrainConfig:
     loss: LossWeights = field(default_factory=LossWeights)
     eval_every: int = 2
     freeze_low_level: bool = False  # keep the backbones' pretrained low-level stages fixed
+    # Keep the backbones' ImageNet batch-norm statistics: batches of 32 alternating sketches and edge maps
+    # through one shared backbone give noisy statistics, and the running averages (momentum 0.01) lag far
+    # behind in a short run, so evaluation would see statistics the weights were not trained with.
+    freeze_bn_stats: bool = True
     seed: int = 0
     max_steps_per_epoch: int | None = None
     time_budget_s: float | None = None
@@ -73,7 +77,7 @@ def load_photos(items: list[Item], config: ModelConfig, cache_dir: Path | None, 
             photos.append(im.convert("RGB"))
     edges: list[Image.Image | None] = [None] * len(photos)
     if config.use_edge:
-        detector = build_edge_detector(config.edge_detector, device)
+        detector = build_edge_detector(config.edge_detector, device, size=config.edge_size)
         cache = EdgeCache(cache_dir or Path(".cache/edges"), detector)
         edges = []
         for start in tqdm(range(0, len(photos), 16), desc=f"edges ({detector.name})", unit="batch"):
@@ -131,6 +135,16 @@ def make_batch(
 
 def low_level_modules(model: CSCAN) -> list[torch.nn.Module]:
     return [m for name, m in model.named_children() if name.endswith("_low")]
+
+
+def backbone_batch_norms(model: CSCAN) -> list[torch.nn.Module]:
+    return [
+        m
+        for name, child in model.named_children()
+        if name.endswith(("_low", "_high"))
+        for m in child.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+    ]
 
 
 def param_groups(model: CSCAN, train: TrainConfig) -> list[dict]:
@@ -236,6 +250,9 @@ class Trainer:
             if self.train.freeze_low_level:
                 for module in low_level_modules(self.model):
                     module.eval()  # frozen layers keep their ImageNet batch-norm statistics too
+            if self.train.freeze_bn_stats:
+                for module in backbone_batch_norms(self.model):
+                    module.eval()
             order = list(range(len(self.data.sketches)))
             random.shuffle(order)
             sums: dict[str, float] = defaultdict(float)

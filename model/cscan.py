@@ -4,6 +4,7 @@ shared co-attention mask, fused high-level features, sigmoid hash heads and auxi
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import nn
@@ -15,13 +16,21 @@ from model.config import ModelConfig
 class SpatialAttention(nn.Module):
     """CBAM spatial attention: M = sigmoid(conv([mean_c(F); max_c(F)]))."""
 
-    def __init__(self, kernel_size: int = 7) -> None:
+    def __init__(self, kernel_size: int = 7, initial_mask: float = 0.9) -> None:
         super().__init__()
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2)
+        # Start with a mask close to 1 everywhere: a random mask of ~0.5 would scale down (and scramble) the
+        # pretrained features the high-level stages expect, and they would have to re-learn them first.
+        nn.init.normal_(self.conv.weight, std=1e-3)
+        nn.init.constant_(self.conv.bias, math.log(initial_mask / (1 - initial_mask)))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         pooled = torch.cat([features.mean(dim=1, keepdim=True), features.amax(dim=1, keepdim=True)], dim=1)
         return torch.sigmoid(self.conv(pooled))
+
+
+def _channels_last(images: torch.Tensor) -> torch.Tensor:
+    return images.contiguous(memory_format=torch.channels_last)
 
 
 def _hash_head(in_features: int, hidden: int, bits: int, dropout: float) -> nn.Sequential:
@@ -55,6 +64,8 @@ class CSCAN(nn.Module):
         self.photo_hash = _hash_head(fused_channels, config.hash_hidden, config.bits, config.dropout)
         self.sketch_classifier = nn.Linear(config.bits, config.num_classes)
         self.photo_classifier = nn.Linear(config.bits, config.num_classes)
+        # Depthwise convolutions run 2-4x faster on CPUs in channels-last layout (measured on Lite0).
+        self.to(memory_format=torch.channels_last)
 
     def _edge_parts(self) -> tuple[nn.Module, nn.Module]:
         if self.config.share_sketch_edge:
@@ -62,13 +73,13 @@ class CSCAN(nn.Module):
         return self.edge_low, self.edge_high
 
     def encode_sketch(self, sketch: torch.Tensor) -> torch.Tensor:
-        low = self.sketch_low(sketch)
+        low = self.sketch_low(_channels_last(sketch))
         if self.sketch_attention is not None:
             low = low * self.sketch_attention(low)
         return torch.sigmoid(self.sketch_hash(self.sketch_high(low)))
 
     def encode_photo(self, photo: torch.Tensor, edge: torch.Tensor | None) -> torch.Tensor:
-        low_photo = self.photo_low(photo)
+        low_photo = self.photo_low(_channels_last(photo))
         if not self.config.use_edge:
             if self.co_attention is not None:
                 low_photo = low_photo * self.co_attention(low_photo)
@@ -76,7 +87,7 @@ class CSCAN(nn.Module):
         if edge is None:
             raise ValueError("this model uses edge maps: pass the photo's edge map")
         edge_low, edge_high = self._edge_parts()
-        low_edge = edge_low(edge)
+        low_edge = edge_low(_channels_last(edge))
         if self.co_attention is not None:
             # One mask from both modalities, applied to both: edges show the photo where the object is.
             mask = self.co_attention(torch.cat([low_photo, low_edge], dim=1))

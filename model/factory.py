@@ -96,7 +96,9 @@ def encoder_from_checkpoint(
     dev = resolve_device(device)
     model = build_model(checkpoint).to(dev).eval()
     edges = (
-        build_edge_detector(checkpoint.config.edge_detector, str(dev), edge_weights)
+        build_edge_detector(
+            checkpoint.config.edge_detector, str(dev), edge_weights, checkpoint.config.edge_size
+        )
         if checkpoint.config.use_edge
         else None
     )

@@ -50,6 +50,22 @@ def test_canny_is_dark_on_white() -> None:
     assert np.median(edges) == 255 and (edges < 128).any()
 
 
+def test_detector_size_comes_from_the_checkpoint_and_keys_the_cache(tmp_path: Path) -> None:
+    from model.checkpoint import Checkpoint
+    from model.config import ModelConfig
+    from model.cscan import CSCAN
+    from model.factory import encoder_from_checkpoint
+
+    config = ModelConfig(bits=32, num_classes=2, edge_detector="hed", edge_size=96, image_size=64)
+    encoder = encoder_from_checkpoint(
+        Checkpoint(config, CSCAN(config, pretrained=False).state_dict(), {}), "x"
+    )
+    assert encoder.edges is not None and encoder.edges.size == 96
+    assert encoder.edges.cache_key == "hed-96"
+    assert EdgeCache(tmp_path, encoder.edges).root == tmp_path / "hed-96"
+    assert CannyEdgeDetector().cache_key == "canny"  # Canny works at the photo's size
+
+
 def test_unknown_and_pidinet_detectors_have_clear_errors() -> None:
     with pytest.raises(ValueError, match="unknown edge detector"):
         build_edge_detector("sobel")

@@ -148,7 +148,7 @@ def test_gallery_without_index_is_503(client: TestClient) -> None:
 
 def test_busy_encoder_answers_429(client: TestClient) -> None:
     state = client.app.state.service  # type: ignore[attr-defined]
-    state.pool.max_pending = 1
+    state.batcher.max_pending = 1
     original = state.encoder.encode_sketch_batch
     state.encoder.encode_sketch_batch = lambda batch: (time.sleep(0.5), original(batch))[1]  # a slow encode
     statuses: list[int] = []

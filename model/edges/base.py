@@ -15,6 +15,12 @@ class EdgeDetector(ABC):
 
     name: str
 
+    @property
+    def cache_key(self) -> str:
+        """Folder name in the edge cache: everything that changes the output must be in it."""
+        size = getattr(self, "size", None)
+        return f"{self.name}-{size}" if size else self.name
+
     @abstractmethod
     def detect_batch(self, photos: list[Image.Image]) -> list[Image.Image]: ...
 
@@ -64,8 +70,13 @@ def render_lines(strength: np.ndarray, thickness: int = 1) -> Image.Image:
     return Image.fromarray(255 - ink, mode="L")
 
 
-def build_edge_detector(name: str, device: str = "cpu", weights: str | Path | None = None) -> EdgeDetector:
-    """The detector a checkpoint names. PiDiNet needs ``weights`` (research-only licence, never default)."""
+def build_edge_detector(
+    name: str, device: str = "cpu", weights: str | Path | None = None, size: int | None = None
+) -> EdgeDetector:
+    """The detector a checkpoint names. PiDiNet needs ``weights`` (research-only licence, never default).
+
+    ``size`` (a checkpoint's ``edge_size``) is the longer side the learned detectors work at; Canny works
+    at the photo's own resolution and ignores it."""
     if name == "canny":
         from model.edges.canny import CannyEdgeDetector
 
@@ -73,7 +84,7 @@ def build_edge_detector(name: str, device: str = "cpu", weights: str | Path | No
     if name == "hed":
         from model.edges.hed import HEDEdgeDetector
 
-        return HEDEdgeDetector(weights_path=weights, device=device)
+        return HEDEdgeDetector(weights_path=weights, device=device, **({"size": size} if size else {}))
     if name == "pidinet":
         if weights is None:
             raise ValueError(
@@ -82,5 +93,5 @@ def build_edge_detector(name: str, device: str = "cpu", weights: str | Path | No
             )
         from model.edges.pidinet import PiDiNetEdgeDetector
 
-        return PiDiNetEdgeDetector(weights, device=device)
+        return PiDiNetEdgeDetector(weights, device=device, **({"size": size} if size else {}))
     raise ValueError(f"unknown edge detector {name!r}; choose 'hed', 'canny' or 'pidinet'")

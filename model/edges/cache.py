@@ -19,7 +19,7 @@ def content_hash(data: bytes) -> str:
 class EdgeCache:
     def __init__(self, root: str | Path, detector: EdgeDetector) -> None:
         self.detector = detector
-        self.root = Path(root) / detector.name
+        self.root = Path(root) / detector.cache_key
 
     def path_for(self, sha256: str) -> Path:
         return self.root / sha256[:2] / f"{sha256}.png"

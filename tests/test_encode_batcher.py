@@ -1,0 +1,104 @@
+"""The encode batcher: concurrent searches share network calls, each gets its own rows back, errors reach
+every request of a failed batch without killing the model thread, and the pending limit answers Busy."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from app.encode_batcher import Busy, EncodeBatcher
+
+
+def slow_identity(calls: list[int]):  # type: ignore[no-untyped-def]
+    def encode(batch: torch.Tensor) -> np.ndarray:
+        calls.append(len(batch))
+        time.sleep(0.05)  # long enough for the other requests to queue up behind this call
+        return batch[:, 0].numpy().copy()
+
+    return encode
+
+
+async def encode_all(batcher: EncodeBatcher, values: list[float]) -> list[np.ndarray]:
+    return await asyncio.gather(*(batcher.encode(lambda v=v: torch.full((1, 2), v)) for v in values))
+
+
+def test_concurrent_requests_share_calls_and_get_their_own_rows() -> None:
+    calls: list[int] = []
+    sizes: list[int] = []
+    batcher = EncodeBatcher(slow_identity(calls), 8, 100, 2, lambda n, _s: sizes.append(n))
+    try:
+        values = [float(i) for i in range(20)]
+        results = asyncio.run(encode_all(batcher, values))
+    finally:
+        batcher.shutdown()
+    assert [float(r[0]) for r in results] == values
+    assert sum(calls) == 20 and max(calls) > 1 and max(calls) <= 8
+    assert len(calls) < 20 and sizes == calls
+
+
+def test_a_lone_request_is_not_held_back() -> None:
+    calls: list[int] = []
+    batcher = EncodeBatcher(slow_identity(calls), 8, 100, 1)
+    try:
+        (result,) = asyncio.run(encode_all(batcher, [3.0]))
+    finally:
+        batcher.shutdown()
+    assert calls == [1] and float(result[0]) == 3.0
+
+
+def test_errors_reach_the_callers_and_the_thread_lives_on() -> None:
+    fail = threading.Event()
+    fail.set()
+
+    def encode(batch: torch.Tensor) -> np.ndarray:
+        if fail.is_set():
+            raise RuntimeError("model exploded")
+        return batch[:, 0].numpy().copy()
+
+    batcher = EncodeBatcher(encode, 8, 100, 1)
+    try:
+        with pytest.raises(RuntimeError, match="model exploded"):
+            asyncio.run(encode_all(batcher, [1.0]))
+        fail.clear()
+        assert float(asyncio.run(encode_all(batcher, [2.0]))[0][0]) == 2.0
+    finally:
+        batcher.shutdown()
+
+
+def test_preprocessing_errors_are_raised_to_the_caller() -> None:
+    batcher = EncodeBatcher(slow_identity([]), 8, 100, 1)
+
+    def prepare() -> torch.Tensor:
+        raise ValueError("blank sketch")
+
+    async def run() -> None:
+        await batcher.encode(prepare)
+
+    try:
+        with pytest.raises(ValueError, match="blank sketch"):
+            asyncio.run(run())
+        assert batcher.pending == 0
+    finally:
+        batcher.shutdown()
+
+
+def test_too_many_pending_requests_are_refused() -> None:
+    batcher = EncodeBatcher(slow_identity([]), 8, 3, 2)
+
+    async def run() -> list[object]:
+        return await asyncio.gather(
+            *(batcher.encode(lambda: torch.zeros(1, 2)) for _ in range(6)), return_exceptions=True
+        )
+
+    try:
+        outcomes = asyncio.run(run())
+    finally:
+        batcher.shutdown()
+    assert sum(isinstance(o, Busy) for o in outcomes) == 3
+    assert sum(isinstance(o, np.ndarray) for o in outcomes) == 3
+    assert batcher.pending == 0
