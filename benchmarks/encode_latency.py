@@ -50,12 +50,16 @@ def main() -> None:
         "checkpoint": args.checkpoint.name,
         "image_size": encoder.config.image_size,
         "threads": args.threads,
-        "preprocess_one": percentiles(timed_runs(lambda: encoder.prepare_sketches(sketches[:1]), args.repeats)),
+        "preprocess_one": percentiles(
+            timed_runs(lambda: encoder.prepare_sketches(sketches[:1]), args.repeats)
+        ),
         "encode_batch_1": percentiles(timed_runs(lambda: encoder.encode_sketch_batch(one), args.repeats)),
     }
     for size in (8, 16):
         batch = encoder.prepare_sketches(sketches[:size])
-        stats = percentiles(timed_runs(lambda b=batch: encoder.encode_sketch_batch(b), max(10, args.repeats // 5)))
+        stats = percentiles(
+            timed_runs(lambda b=batch: encoder.encode_sketch_batch(b), max(10, args.repeats // 5))
+        )
         stats["sketches_per_s"] = round(size / (stats["median_ms"] / 1000), 1)
         result[f"encode_batch_{size}"] = stats
     write_result(
