@@ -1,1 +1,0 @@
-"""Database models, engine/session factory and migrations; shared by the service and the indexer."""

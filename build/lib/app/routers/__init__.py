@@ -1,1 +1,0 @@
-"""HTTP routes; each one thin, delegating to the service modules."""

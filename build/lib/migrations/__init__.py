@@ -1,1 +1,0 @@
-"""Alembic migrations (packaged so an installed service can migrate itself)."""
