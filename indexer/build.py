@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -63,12 +64,17 @@ def gallery_dir(settings: Settings, name: str) -> Path:
 
 
 def scan_source(source: Path) -> list[Candidate]:
-    """Images below ``source``; a photo's label is its folder's name unless it sits in the root."""
+    """Images below ``source``; a photo's label is its folder's name unless it sits in the root.
+
+    Symlinked folders are followed (a gallery is often assembled from links to photo folders)."""
     found = []
-    for path in sorted(source.rglob("*")):
-        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
-            found.append(Candidate(path, path.parent.name if path.parent != source else None, "source"))
-    return found
+    for folder, _dirs, files in os.walk(source, followlinks=True):
+        parent = Path(folder)
+        for name in files:
+            path = parent / name
+            if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
+                found.append(Candidate(path, parent.name if parent != source else None, "source"))
+    return sorted(found, key=lambda c: c.path)
 
 
 ProgressFn = Callable[[int, int], None]

@@ -186,3 +186,13 @@ def test_killed_build_keeps_active_version_and_resumes(
     assert resumed.count == 110
     assert resumed.reused >= 10 + encoded_before_kill - 4  # at most the batch in flight was lost
     assert resumed.encoded <= 100 - encoded_before_kill + 4
+
+
+def test_scan_follows_symlinked_class_folders(tmp_path: Path, sketchy: Path) -> None:
+    from indexer.build import scan_source
+
+    source = tmp_path / "gallery"
+    source.mkdir()
+    (source / "cat").symlink_to(sketchy / "photo" / "tx_000000000000" / "cat", target_is_directory=True)
+    found = scan_source(source)
+    assert len(found) == 25 and {c.label for c in found} == {"cat"}
