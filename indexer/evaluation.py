@@ -13,7 +13,7 @@ from indexer.datasets import Item
 from indexer.metrics import retrieval_metrics
 from model.config import ModelConfig
 from model.cscan import CSCAN
-from model.hashing import binarise, hamming_matrix, pack_bits
+from model.hashing import asymmetric_distances, binarise, hamming_matrix, pack_bits
 from model.preprocessing import preprocess_photo_pair, preprocess_sketch
 
 
@@ -60,13 +60,20 @@ def encode_photos(
 
 
 def score(queries: EncodedSet, gallery: EncodedSet, bits: int, k: int = 200) -> dict:
-    """Hamming metrics (tie-aware) at the top level, continuous-code metrics under "continuous"."""
+    """Hamming metrics (tie-aware) at the top level; under "asymmetric" the continuous sketch code against
+    the photos' bits (what the service ranks by), under "continuous" both sides continuous."""
     hamming = hamming_matrix(queries.packed, gallery.packed)
     result: dict = retrieval_metrics(hamming, queries.labels, gallery.labels, k=k)
     sq = (
         (queries.continuous**2).sum(1)[:, None]
         + (gallery.continuous**2).sum(1)[None]
         - 2 * queries.continuous @ gallery.continuous.T
+    )
+    result["asymmetric"] = retrieval_metrics(
+        asymmetric_distances(queries.continuous, binarise(gallery.continuous)),
+        queries.labels,
+        gallery.labels,
+        k=k,
     )
     result["continuous"] = retrieval_metrics(sq, queries.labels, gallery.labels, k=k)
     result["bits"] = bits

@@ -44,6 +44,9 @@ class TrainConfig:
     seed: int = 0
     max_steps_per_epoch: int | None = None
     time_budget_s: float | None = None
+    # Sketches of classes without photos (e.g. TU-Berlin classes outside Sketchy) train only the sketch
+    # branch and its classifier: this many of them join every step.
+    sketch_only_batch: int = 8
 
 
 def seed_everything(seed: int) -> None:
@@ -65,6 +68,8 @@ class TrainData:
     photo_ids: list[str]
     by_class: dict[int, list[int]]
     by_id: dict[str, int]
+    sketch_only: list[Image.Image] = field(default_factory=list)
+    sketch_only_labels: list[int] = field(default_factory=list)
 
 
 def load_photos(items: list[Item], config: ModelConfig, cache_dir: Path | None, device: str = "cpu"):  # type: ignore[no-untyped-def]
@@ -85,29 +90,40 @@ def load_photos(items: list[Item], config: ModelConfig, cache_dir: Path | None, 
     return photos, edges
 
 
+def read_sketches(items: list[Item]) -> list[Image.Image]:
+    images = []
+    for item in tqdm(items, desc="sketches", unit="img"):
+        with Image.open(item.path) as im:
+            images.append(im.copy())
+    return images
+
+
 def load_train_data(
     sketches: list[Item], photos: list[Item], config: ModelConfig, cache_dir: Path | None, device: str = "cpu"
 ) -> TrainData:
+    """Sketches of a class with photos become triplet anchors; the rest train the sketch classifier only."""
     index = {name: i for i, name in enumerate(config.class_names)}
     photo_images, edges = load_photos(photos, config, cache_dir, device)
-    sketch_images = []
-    for item in tqdm(sketches, desc="sketches", unit="img"):
-        with Image.open(item.path) as im:
-            sketch_images.append(im.copy())
+    photo_classes = {p.label for p in photos}
+    paired = [s for s in sketches if s.label in photo_classes]
+    alone = [s for s in sketches if s.label not in photo_classes]
+    sketch_images = read_sketches(paired)
     photo_labels = [index[p.label] for p in photos]
     by_class: dict[int, list[int]] = defaultdict(list)
     for i, label in enumerate(photo_labels):
         by_class[label].append(i)
     return TrainData(
         sketch_images,
-        [index[s.label] for s in sketches],
-        [s.source for s in sketches],
+        [index[s.label] for s in paired],
+        [s.source for s in paired],
         photo_images,
         edges,
         photo_labels,
         [p.path.stem for p in photos],
         dict(by_class),
         {p.path.stem: i for i, p in enumerate(photos)},
+        read_sketches(alone) if alone else [],
+        [index[s.label] for s in alone],
     )
 
 
@@ -163,6 +179,31 @@ def param_groups(model: CSCAN, train: TrainConfig) -> list[dict]:
     ]
 
 
+def warm_start(model: CSCAN, init: Checkpoint) -> None:
+    """Start from a trained checkpoint; classifier rows are matched by class name, so a run may add
+    classes (new rows keep their fresh initialisation)."""
+    state = {k: v.float() for k, v in init.state_dict.items()}
+    old = {name: i for i, name in enumerate(init.config.class_names)}
+    for prefix in ("sketch_classifier", "photo_classifier"):
+        layer: torch.nn.Linear = getattr(model, prefix)
+        weight, bias = layer.weight.detach().clone(), layer.bias.detach().clone()
+        for i, name in enumerate(model.config.class_names):
+            if name in old:
+                weight[i] = state[f"{prefix}.weight"][old[name]]
+                bias[i] = state[f"{prefix}.bias"][old[name]]
+        state[f"{prefix}.weight"], state[f"{prefix}.bias"] = weight, bias
+    model.load_state_dict(state)
+
+
+def sketch_only_loss(model: CSCAN, data: TrainData, config: ModelConfig, train: TrainConfig, augment, device):  # type: ignore[no-untyped-def]
+    """Cross-entropy of the sketch classifier on a few sketches that have no photo to pair with."""
+    picks = random.sample(range(len(data.sketch_only)), min(train.sketch_only_batch, len(data.sketch_only)))
+    x = torch.stack([preprocess_sketch(data.sketch_only[i], config.image_size, augment) for i in picks])
+    labels = torch.tensor([data.sketch_only_labels[i] for i in picks], device=device)
+    codes = model.encode_sketch(x.to(device)).float()
+    return torch.nn.functional.cross_entropy(model.sketch_classifier(2 * codes - 1), labels)
+
+
 class Trainer:
     """Runs epochs, checkpoints each one (with optimizer state, to resume), evaluates periodically."""
 
@@ -175,6 +216,7 @@ class Trainer:
         evaluate=None,  # type: ignore[no-untyped-def]
         device: str = "cpu",
         info: dict | None = None,
+        init: Checkpoint | None = None,
     ) -> None:
         self.config = model_config
         self.train = train
@@ -184,7 +226,10 @@ class Trainer:
         self.device = torch.device(device)
         self.info = info or {}
         seed_everything(train.seed)
-        self.model = CSCAN(model_config, pretrained=True).to(self.device)
+        self.model = CSCAN(model_config, pretrained=init is None)
+        if init is not None:
+            warm_start(self.model, init)
+        self.model.to(self.device)
         self.optimizer = torch.optim.AdamW(param_groups(self.model, train), weight_decay=train.weight_decay)
         steps = len(data.sketches) // train.batch_size
         if train.max_steps_per_epoch:
@@ -270,6 +315,13 @@ class Trainer:
                 losses = cscan_loss(
                     {k: v.float() for k, v in outputs.items()}, labels, self.train.loss, self.train.mining
                 )
+                if self.data.sketch_only and self.train.sketch_only_batch:
+                    with torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda"):
+                        alone = sketch_only_loss(
+                            self.model, self.data, self.config, self.train, augment, self.device
+                        )
+                    losses["sketch_only_cls"] = alone
+                    losses["total"] = losses["total"] + self.train.loss.alpha * alone
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(losses["total"]).backward()
                 self.scaler.step(self.optimizer)
@@ -291,6 +343,10 @@ class Trainer:
             self.history.append(record)
             self._save_state(epoch)
             save_checkpoint(self.out_dir / "last.safetensors", self.checkpoint(record.get("val")))
+            if "val" in record and record["val"]["selection"] >= max(
+                h["val"]["selection"] for h in self.history if "val" in h
+            ):
+                save_checkpoint(self.out_dir / "best.safetensors", self.checkpoint(record["val"]))
             (self.out_dir / "history.json").write_text(json.dumps(self.history, indent=1))
             if self.train.time_budget_s and time.monotonic() - started > self.train.time_budget_s:
                 tqdm.write("time budget reached: stopping")

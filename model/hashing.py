@@ -32,3 +32,14 @@ def hamming_matrix(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
     for b in range(queries.shape[1]):
         out += table[np.bitwise_xor.outer(queries[:, b], gallery[:, b])]
     return out
+
+
+def asymmetric_distances(queries: np.ndarray, gallery_bits: np.ndarray) -> np.ndarray:
+    """Squared L2 between continuous query codes in (0, 1) and {0, 1} gallery bits (N, nbits).
+
+    ||c - b||² = ||c||² - 2 c·b + |b| since b² = b: the photo side stays binary, and the query's
+    continuous code breaks the ties Hamming distances are full of. Same metric as training's triplets.
+    """
+    q = np.asarray(queries, dtype=np.float32)
+    b = np.asarray(gallery_bits, dtype=np.float32)
+    return (q * q).sum(axis=1)[:, None] - 2.0 * q @ b.T + b.sum(axis=1)[None, :]

@@ -6,7 +6,7 @@ import faiss
 import numpy as np
 import pytest
 
-from model.hashing import binarise, hamming_matrix, pack_bits, unpack_bits
+from model.hashing import asymmetric_distances, binarise, hamming_matrix, pack_bits, unpack_bits
 
 
 @pytest.mark.parametrize("nbits", [32, 64, 128])
@@ -43,3 +43,22 @@ def test_binarise_threshold_is_half() -> None:
 def test_pack_rejects_ragged_bits() -> None:
     with pytest.raises(ValueError):
         pack_bits(np.zeros((2, 12), dtype=np.uint8))
+
+
+def test_asymmetric_distance_is_squared_l2_to_the_bits() -> None:
+    rng = np.random.default_rng(1)
+    queries = rng.random((5, 64)).astype(np.float32)
+    bits = rng.integers(0, 2, (40, 64)).astype(np.uint8)
+    brute = ((queries[:, None, :] - bits[None, :, :].astype(np.float32)) ** 2).sum(axis=2)
+    np.testing.assert_allclose(asymmetric_distances(queries, bits), brute, rtol=1e-5, atol=1e-4)
+
+
+def test_asymmetric_distance_breaks_hamming_ties() -> None:
+    # Two photos one bit from the query's binary code: the continuous code says which bit was nearly set.
+    query = np.full((1, 8), 0.1, dtype=np.float32)
+    query[0, 0], query[0, 1] = 0.45, 0.05
+    photos = np.zeros((2, 8), dtype=np.uint8)
+    photos[0, 0], photos[1, 1] = 1, 1
+    assert hamming_matrix(pack_bits(binarise(query)), pack_bits(photos)).tolist() == [[1, 1]]
+    d = asymmetric_distances(query, photos)[0]
+    assert d[0] < d[1]

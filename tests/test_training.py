@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from indexer.datasets import read_split
-from indexer.training import TrainConfig, Trainer, load_train_data
-from model.checkpoint import load_checkpoint, save_checkpoint
+from indexer.training import TrainConfig, Trainer, load_train_data, warm_start
+from model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from model.config import ModelConfig
+from model.cscan import CSCAN
 from model.factory import build_model
 
 CLASSES = ("cat", "teapot", "bicycle", "airplane")
@@ -44,3 +45,34 @@ def test_short_training_lowers_the_loss_and_resumes(sketchy: Path, tmp_path: Pat
     assert longer.resume() and longer.start_epoch == 4
     assert len(longer.run()) == 5
     save_checkpoint(tmp_path / "copy.safetensors", longer.checkpoint())
+
+
+def test_warm_start_matches_classifier_rows_by_class_name() -> None:
+    old_config = ModelConfig(image_size=64, num_classes=2, class_names=["cat", "dog"], edge_detector="canny")
+    old = CSCAN(old_config, pretrained=False)
+    new_config = ModelConfig(
+        image_size=64, num_classes=3, class_names=["ant", "cat", "dog"], edge_detector="canny"
+    )
+    new = CSCAN(new_config, pretrained=False)
+    warm_start(new, Checkpoint(old_config, old.state_dict()))
+    for prefix in ("sketch_classifier", "photo_classifier"):
+        old_w, new_w = getattr(old, prefix).weight, getattr(new, prefix).weight
+        torch.testing.assert_close(new_w[1:], old_w)  # cat and dog moved down one row
+        assert not torch.equal(new_w[0], old_w[0])  # the new class keeps its own initialisation
+    torch.testing.assert_close(new.sketch_hash[0].weight, old.sketch_hash[0].weight)
+
+
+@pytest.mark.slow
+def test_sketches_without_photos_train_only_the_sketch_classifier(sketchy: Path, tmp_path: Path) -> None:
+    sketches = [s for s in read_split(sketchy / "splits" / "train_sketches.txt") if s.label in CLASSES]
+    photos = [p for p in read_split(sketchy / "splits" / "photos.txt") if p.label in CLASSES[:3]]
+    config = ModelConfig(image_size=64, num_classes=4, class_names=sorted(CLASSES), edge_detector="canny")
+    data = load_train_data(sketches, photos, config, tmp_path / "edges")
+    airplane = config.class_names.index("airplane")
+    assert data.sketch_only and set(data.sketch_only_labels) == {airplane}
+    assert airplane not in data.sketch_labels
+    trainer = Trainer(
+        config, TrainConfig(epochs=1, batch_size=8, max_steps_per_epoch=2), data, tmp_path / "r"
+    )
+    trainer.run()
+    assert all("sketch_only_cls" in step for step in trainer.step_losses)
