@@ -1,1 +1,1 @@
-"""The search service (FastAPI) and the configuration and database it shares with the indexer."""
+"""HTTP only: the FastAPI app, routers, request/response schemas, dependencies and static pages."""

@@ -7,9 +7,14 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from catalog.errors import CatalogError, Conflict, Invalid, NotFound, Unavailable
+
 log = logging.getLogger(__name__)
+CATALOG_STATUS: dict[type[CatalogError], int] = {NotFound: 404, Conflict: 409, Invalid: 422, Unavailable: 503}
 
 
 class APIError(Exception):
@@ -37,6 +42,22 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _api_error(_request: Request, exc: APIError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, exc.headers)
 
+    @app.exception_handler(CatalogError)
+    async def _catalog_error(_request: Request, exc: CatalogError) -> JSONResponse:
+        return error_response(CATALOG_STATUS.get(type(exc), 422), exc.code, exc.message)
+
+    async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return error_response(
+            503,
+            "database_unavailable",
+            "the database is not answering; try again in a moment",
+            {"Retry-After": "5"},
+        )
+
+    for unavailable in (OperationalError, InterfaceError, PoolTimeout):  # not IntegrityError: that is a bug
+        app.add_exception_handler(unavailable, _database_down)
+
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(422, "invalid_request", _validation_message(exc))
@@ -44,7 +65,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

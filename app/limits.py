@@ -36,19 +36,25 @@ class BodySizeLimit:
             await too_large(scope, receive, send)
             return
         received = 0
-        started = False
+        started = exceeded = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    exceeded = True
                     raise BodyTooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if exceeded:  # the body parser swallowed BodyTooLarge and answers 400: answer 413 instead
+                if not started:
+                    started = True
+                    await too_large(scope, receive, send)
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)

@@ -12,30 +12,36 @@ from pathlib import Path
 import faiss
 import torch
 from fastapi import FastAPI, Request, Response
-from fastapi.staticfiles import StaticFiles
 
-from app.db import migrate
-from app.db.session import make_engine, make_session_factory
-from app.encode_batcher import EncodeBatcher
+from app.admin_service import MAX_UPLOAD_FILES
 from app.errors import install_error_handlers
-from app.index_manager import IndexManager
+from app.guards import AdminTokenFirst, SecurityHeaders
 from app.limits import MULTIPART_SLACK, BodySizeLimit
 from app.metrics import Metrics
 from app.routers import admin, health, images, search
-from app.settings import Settings, get_settings
 from app.state import ServiceState
-from model.factory import Encoder, load_encoder
+from app.static_pages import PagesOrMethodNotAllowed
+from catalog.builder import GalleryBuilder
+from catalog.db import migrate
+from catalog.db.session import make_engine, make_session_factory
+from catalog.encoders import encoder_for
+from catalog.index_device import IndexDeviceError, choose_index_device, placer_for
+from catalog.live_indexes import IndexManager
+from catalog.settings import Settings, get_settings
+from catalog.worker import Worker
+from model.checkpoint import CheckpointError
+from model.encode_batcher import EncodeBatcher
+from model.factory import Encoder
 
 log = logging.getLogger("app")
 STATIC = Path(__file__).resolve().parent / "static"
-MAX_UPLOAD_FILES = 20
 
 
 class StartupError(SystemExit):
     """The service cannot start; the message says why and what to do."""
 
 
-def prepare_database(settings: Settings):  # type: ignore[no-untyped-def]
+def prepare_database(settings: Settings):
     """The embedded SQLite default migrates itself; any other database must already be at head."""
     url = settings.resolved_database_url
     if settings.database_url is None:
@@ -55,12 +61,10 @@ def warm_up(encoder: Encoder) -> None:
 
     sketch = Image.new("L", (64, 64), 255)
     ImageDraw.Draw(sketch).line((8, 8, 56, 50), fill=0, width=3)
-    encoder.sketch_codes([sketch])
+    encoder.encode_sketches([sketch])
 
 
 def start_embedded_worker(state: ServiceState) -> threading.Thread:
-    from indexer.build import GalleryBuilder
-    from indexer.worker import Worker
 
     builder = GalleryBuilder(state.settings, state.sessions, state.encoder, show_progress=False)
     worker = Worker(state.sessions, builder, poll_seconds=state.settings.index_poll_seconds)
@@ -90,14 +94,26 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = prepare_database(settings)
     sessions = make_session_factory(engine)
     started = time.perf_counter()
-    encoder = load_encoder(
-        settings.checkpoint, settings.device, str(settings.edge_weights) if settings.edge_weights else None
-    )
+    try:
+        encoder = encoder_for(settings)
+    except (CheckpointError, RuntimeError) as exc:
+        raise StartupError(f"cannot load the model: {exc}") from None
     warm_up(encoder)
     log.info("model %s loaded and warmed in %.1fs", settings.checkpoint.name, time.perf_counter() - started)
     if not settings.admin_enabled:
         log.warning("admin endpoints disabled: %s", settings.admin_disabled_reason)
-    indexes = IndexManager(sessions, settings.index_poll_seconds)
+    try:
+        index_device = choose_index_device(settings.index_device)
+    except IndexDeviceError as exc:
+        raise StartupError(str(exc)) from None
+    log.info(
+        "network on %s (%s); index search on %s (%s)",
+        encoder.device,
+        encoder.backend,
+        index_device.device,
+        index_device.reason,
+    )
+    indexes = IndexManager(sessions, settings.index_poll_seconds, placer_for(index_device))
     indexes.start()
     state = ServiceState(
         settings,
@@ -106,7 +122,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         encoder,
         indexes,
         EncodeBatcher(
-            lambda batch: encoder.pack(encoder.encode_sketch_batch(batch)),
+            encoder.encode_prepared_sketches,
             settings.encode_max_batch,
             settings.max_pending_encodes,
             settings.preprocess_threads,
@@ -143,7 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
 
     @app.middleware("http")
-    async def count_requests(request: Request, call_next):  # type: ignore[no-untyped-def]
+    async def count_requests(request: Request, call_next):
         start = time.perf_counter()
         response: Response = await call_next(request)
         route = request.scope.get("route")
@@ -153,11 +169,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     if STATIC.is_dir():
-        app.mount("/", StaticFiles(directory=STATIC, html=True), name="static")
+        app.mount("/", PagesOrMethodNotAllowed(directory=STATIC, html=True, routes=app.routes), name="static")
     upload_limit = settings.max_upload_bytes + MULTIPART_SLACK
     app.add_middleware(
         BodySizeLimit,
         limits={"/search": upload_limit, "/admin/galleries": upload_limit * MAX_UPLOAD_FILES},
         default=upload_limit,
     )
+    app.add_middleware(
+        AdminTokenFirst, settings=settings, routes=app.routes
+    )  # outside the body limit: 401 before reading
+    app.add_middleware(SecurityHeaders)
     return app

@@ -8,7 +8,7 @@ import sys
 
 import uvicorn
 
-from app.settings import SettingsError, load_settings
+from catalog.settings import SettingsError, load_settings
 
 
 def main() -> None:

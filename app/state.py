@@ -5,14 +5,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from fastapi import Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.encode_batcher import EncodeBatcher
-from app.index_manager import IndexManager
 from app.metrics import Metrics
-from app.settings import Settings
+from catalog.live_indexes import IndexManager
+from catalog.settings import Settings
+from model.encode_batcher import EncodeBatcher
 from model.factory import Encoder
 
 
@@ -27,7 +26,3 @@ class ServiceState:
     metrics: Metrics
     worker_thread: threading.Thread | None = None
     worker_stop: threading.Event = field(default_factory=threading.Event)
-
-
-def get_state(request: Request) -> ServiceState:
-    return request.app.state.service  # type: ignore[no-any-return]

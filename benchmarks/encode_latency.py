@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from app.settings import DEFAULT_CHECKPOINT
 from benchmarks.common import percentiles, write_result
-from indexer.datasets import read_split
+from catalog.settings import DEFAULT_CHECKPOINT
 from model.factory import load_encoder
+from training.datasets import read_split
 
 SKETCHY = Path(__file__).resolve().parents[2] / "shared" / "data" / "sketchy-subset"
 
@@ -32,6 +32,51 @@ def timed_runs(fn, repeats: int) -> list[float]:  # type: ignore[no-untyped-def]
     return samples
 
 
+def measure(encoder, sketches: list[Image.Image], repeats: int) -> dict:  # type: ignore[no-untyped-def]
+    one = encoder.prepare_sketches(sketches[:1])
+    result: dict = {
+        "backend": encoder.backend,
+        "encode_batch_1": percentiles(timed_runs(lambda: encoder.encode_prepared_sketches(one), repeats)),
+    }
+    for size in (8, 16):
+        batch = encoder.prepare_sketches(sketches[:size])
+        stats = percentiles(
+            timed_runs(lambda b=batch: encoder.encode_prepared_sketches(b), max(10, repeats // 5))
+        )
+        stats["sketches_per_s"] = round(size / (stats["median_ms"] / 1000), 1)
+        result[f"encode_batch_{size}"] = stats
+    return result
+
+
+def other_variants(encoder, sketches: list[Image.Image], repeats: int) -> list[dict]:  # type: ignore[no-untyped-def]
+    """What else the ecosystem offers for CPU inference of a small CNN, at batch 1 on the same sketch."""
+    one = encoder.prepare_sketches(sketches[:1])
+    model = encoder.model
+    rows = []
+    with torch.inference_mode():
+        int8 = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        rows.append(
+            {
+                "variant": "int8 dynamic quantisation (Linear layers; convolutions stay float)",
+                "encode_batch_1": percentiles(timed_runs(lambda: int8.encode_sketch(one), repeats)),
+            }
+        )
+        started = time.perf_counter()
+        compiled = torch.compile(model.encode_sketch)
+        compiled(one)
+        compile_s = time.perf_counter() - started
+        rows.append(
+            {
+                "variant": "torch.compile (inductor)",
+                "compile_s": round(compile_s, 1),
+                "encode_batch_1": percentiles(timed_runs(lambda: compiled(one), repeats)),
+            }
+        )
+    for row in rows:
+        print(row, flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
@@ -39,29 +84,31 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=100)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    encoder = load_encoder(args.checkpoint, "cpu")
     items = read_split(SKETCHY / "splits" / "test_sketches.txt", SKETCHY)[:64]
     sketches = []
     for item in items:
         with Image.open(item.path) as im:
             sketches.append(im.copy())
-    one = encoder.prepare_sketches(sketches[:1])
+    encoders = {name: load_encoder(args.checkpoint, "cpu", backend=name) for name in ("torch", "onnx")}
+    reference = encoders["torch"].encode_sketches(sketches)
     result: dict = {
         "checkpoint": args.checkpoint.name,
-        "image_size": encoder.config.image_size,
+        "image_size": encoders["torch"].config.image_size,
         "threads": args.threads,
         "preprocess_one": percentiles(
-            timed_runs(lambda: encoder.prepare_sketches(sketches[:1]), args.repeats)
+            timed_runs(lambda: encoders["torch"].prepare_sketches(sketches[:1]), args.repeats)
         ),
-        "encode_batch_1": percentiles(timed_runs(lambda: encoder.encode_sketch_batch(one), args.repeats)),
+        "backends": [],
     }
-    for size in (8, 16):
-        batch = encoder.prepare_sketches(sketches[:size])
-        stats = percentiles(
-            timed_runs(lambda b=batch: encoder.encode_sketch_batch(b), max(10, args.repeats // 5))
-        )
-        stats["sketches_per_s"] = round(size / (stats["median_ms"] / 1000), 1)
-        result[f"encode_batch_{size}"] = stats
+    for encoder in encoders.values():  # side by side in one run: the machine is shared and noisy
+        row = measure(encoder, sketches, args.repeats)
+        row["variant"] = "default"
+        codes = encoder.encode_sketches(sketches)
+        row["bits_equal_to_torch"] = bool((codes.packed == reference.packed).all())
+        row["max_abs_diff_to_torch"] = float(abs(codes.continuous - reference.continuous).max())
+        print(row, flush=True)
+        result["backends"].append(row)
+    result["tried_and_dropped"] = other_variants(encoders["torch"], sketches, args.repeats)
     write_result(
         "encode_latency",
         result,

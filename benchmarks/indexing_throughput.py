@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
-from app.db import migrate
-from app.db.session import make_engine, make_session_factory
-from app.settings import DEFAULT_CHECKPOINT, load_settings
 from benchmarks.common import write_result
-from indexer.build import GalleryBuilder, scan_source
+from catalog.builder import GalleryBuilder, scan_source
+from catalog.db import migrate
+from catalog.db.session import make_engine, make_session_factory
+from catalog.settings import DEFAULT_CHECKPOINT, load_settings
 from model.factory import load_encoder
 from model.imageio import decode_image
 
@@ -35,7 +35,7 @@ def stage_breakdown(encoder, paths: list[Path], batch: int) -> dict[str, float]:
         t1 = time.perf_counter()
         edges = encoder.edge_maps(images)
         t2 = time.perf_counter()
-        encoder.photo_codes(images, edges)
+        encoder.encode_photos(images, edges)
         t3 = time.perf_counter()
         totals["decode"] += t1 - t0
         totals["edges"] += t2 - t1

@@ -24,15 +24,16 @@ import httpx
 import numpy as np
 from sqlalchemy import select
 
-from app.db import migrate
-from app.db.models import Gallery, IndexVersion
-from app.db.session import make_engine, make_session_factory
-from app.settings import DEFAULT_CHECKPOINT, load_settings
 from benchmarks.common import percentiles, rss_mb, write_result
-from indexer.build import GalleryBuilder, gallery_dir
-from indexer.datasets import read_split
-from indexer.index_files import Manifest, build_faiss_index, read_version, write_version
+from catalog.builder import GalleryBuilder, gallery_dir
+from catalog.db import migrate
+from catalog.db.models import Gallery, IndexVersion
+from catalog.db.session import make_engine, make_session_factory
+from catalog.enums import VersionState
+from catalog.index_store import IndexSpec, Manifest, build_index, read_version, write_version
+from catalog.settings import DEFAULT_CHECKPOINT, load_settings
 from model.factory import load_encoder
+from training.datasets import read_split
 
 SKETCHY = Path(__file__).resolve().parents[2] / "shared" / "data" / "sketchy-subset"
 
@@ -42,21 +43,28 @@ def padded_index(settings, sessions, encoder, total: int) -> None:  # type: igno
     GalleryBuilder(settings, sessions, encoder).build("bench", SKETCHY / "photo")
     with sessions.begin() as session:
         gallery = session.scalar(select(Gallery).where(Gallery.name == "bench"))
-        active = session.scalar(select(IndexVersion).where(IndexVersion.state == "active"))
-        index, manifest = read_version(Path(active.path))
-        real_ids = np.array([index.id_map.at(i) for i in range(index.ntotal)], dtype=np.int64)
-        real_codes = np.stack([index.index.reconstruct(i) for i in range(index.ntotal)]).astype(np.uint8)
+        active = session.scalar(select(IndexVersion).where(IndexVersion.state == VersionState.ACTIVE))
+        index, real_ids, manifest = read_version(Path(active.path))
+        real_codes = np.stack([index.reconstruct(i) for i in range(index.ntotal)]).astype(np.uint8)
         rng = np.random.default_rng(0)
         extra = total - len(real_ids)
         codes = np.concatenate([real_codes, rng.integers(0, 256, (extra, encoder.bits // 8), dtype=np.uint8)])
         ids = np.concatenate([real_ids, np.arange(10**9, 10**9 + extra, dtype=np.int64)])  # no rows: filtered
-        big = build_faiss_index(codes, ids, encoder.bits)
+        big = build_index(codes, encoder.bits, IndexSpec("BFlat"))
         path = write_version(
             gallery_dir(settings, "bench"),
             big,
-            Manifest(manifest.model_checksum, encoder.bits, total, manifest.created, "padded"),
+            ids,
+            Manifest(
+                manifest.model_checksum,
+                encoder.bits,
+                total,
+                manifest.created,
+                "padded",
+                gallery_id=gallery.id,
+            ),
         )
-        active.state = "retired"
+        active.state = VersionState.RETIRED
         session.add(
             IndexVersion(
                 gallery_id=gallery.id,
@@ -64,7 +72,7 @@ def padded_index(settings, sessions, encoder, total: int) -> None:  # type: igno
                 bits=encoder.bits,
                 count=total,
                 path=str(path),
-                state="active",
+                state=VersionState.ACTIVE,
             )
         )
 
@@ -108,10 +116,21 @@ async def run_load(
     }
 
 
-def stage_means(metrics_text: str) -> dict[str, float]:
-    sums = dict(re.findall(r'sketch_search_stage_seconds_sum\{stage="(\w+)"\} ([\d.e+-]+)', metrics_text))
-    counts = dict(re.findall(r'sketch_search_stage_seconds_count\{stage="(\w+)"\} ([\d.e+-]+)', metrics_text))
-    return {f"{k}_ms_mean": round(float(sums[k]) / max(float(counts[k]), 1) * 1000, 3) for k in sums}
+def stage_totals(base: str) -> dict[str, tuple[float, float]]:
+    """Per search stage: (seconds summed, observations) so far, from the server's /metrics."""
+    text = httpx.get(f"{base}/metrics").text
+    sums = dict(re.findall(r'sketch_search_stage_seconds_sum\{stage="(\w+)"\} ([\d.e+-]+)', text))
+    counts = dict(re.findall(r'sketch_search_stage_seconds_count\{stage="(\w+)"\} ([\d.e+-]+)', text))
+    return {k: (float(sums[k]), float(counts[k])) for k in sums}
+
+
+def stage_means(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]) -> dict:
+    """Mean milliseconds per stage between two /metrics readings (one load phase)."""
+    means = {}
+    for stage, (total, count) in after.items():
+        t0, c0 = before.get(stage, (0.0, 0.0))
+        means[f"{stage}_ms_mean"] = round((total - t0) / max(count - c0, 1) * 1000, 3)
+    return means
 
 
 def main() -> None:
@@ -155,11 +174,19 @@ def main() -> None:
                 time.sleep(0.5)
             sketches = [i.path.read_bytes() for i in read_split(SKETCHY / "splits" / "test_sketches.txt")]
             asyncio.run(run_load(base, sketches, 1, 10, 20))  # warm-up
+            start = stage_totals(base)
             single = asyncio.run(run_load(base, sketches, 1, args.duration, args.requests))
+            after_single = stage_totals(base)
+            single["stages"] = stage_means(start, after_single)
+            # What the service adds beyond the network and the scan (HTTP, multipart, decode, preprocessing,
+            # thread hand-offs, re-ranking, the database, JSON), from the same requests' median.
+            single["outside_network_and_scan_ms"] = round(
+                single["median_ms"] - single["stages"]["encode_ms_mean"] - single["stages"]["scan_ms_mean"], 3
+            )
             print(single, flush=True)
             eight = asyncio.run(run_load(base, sketches, 8, args.duration, args.requests * 4))
+            eight["stages"] = stage_means(after_single, stage_totals(base))
             print(eight, flush=True)
-            stages = stage_means(httpx.get(f"{base}/metrics").text)
             memory = rss_mb(server.pid)
         finally:
             server.terminate()
@@ -170,7 +197,6 @@ def main() -> None:
             "index_codes": args.codes,
             "bits": 64,
             "results": [single, eight],
-            "stages": stages,
             "server_rss_mb": round(memory, 1),
         },
         "python -m benchmarks.search_load",

@@ -1,1 +1,1 @@
-"""Offline work: preparing datasets, training and evaluating CSCAN, building indexes, the job worker."""
+"""The `indexer` command line: build, search, worker, migrate, train, evaluate."""

@@ -10,20 +10,22 @@ from typing import Annotated
 
 import typer
 
-from app.db import migrate as migrations
-from app.db.session import make_engine, make_session_factory
-from app.settings import Settings, get_settings
-from indexer.build import GalleryBuilder
-from indexer.locks import BuildLocked
-from indexer.search import active_version, load_index
-from indexer.worker import Worker
+from catalog.builder import GalleryBuilder
+from catalog.db import migrate as migrations
+from catalog.db.session import make_engine, make_session_factory
+from catalog.encoders import encoder_for
+from catalog.index_store import IndexFileError, IndexType, active_version, load_index
+from catalog.locks import BuildLocked
+from catalog.ranking import rank
+from catalog.settings import Settings, get_settings
+from catalog.worker import Worker
 from model.checkpoint import CheckpointError
-from model.factory import Encoder, load_encoder
+from model.factory import Encoder
 from model.imageio import ImageRejected, decode_image
 from model.preprocessing import BlankSketchError
 
 
-def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
+def _sessions(settings: Settings):
     engine = make_engine(settings.resolved_database_url)
     if not migrations.is_at_head(engine):
         typer.echo("the database is not at the latest migration: run 'indexer migrate' first", err=True)
@@ -33,8 +35,8 @@ def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
 
 def _encoder(settings: Settings) -> Encoder:
     try:
-        return load_encoder(settings.checkpoint, settings.device, str(settings.edge_weights or "") or None)
-    except CheckpointError as exc:
+        return encoder_for(settings)
+    except (CheckpointError, RuntimeError) as exc:
         typer.echo(f"cannot load the model: {exc}", err=True)
         raise typer.Exit(2) from None
 
@@ -50,7 +52,7 @@ def build(
     gallery: Annotated[str, typer.Option(help="gallery name (registered if new)")],
     source: Annotated[Path | None, typer.Option(help="folder of photos, scanned recursively")] = None,
     batch_size: int = 32,
-    index_type: Annotated[str, typer.Option(help="flat (exact), hnsw or ivf")] = "flat",
+    index_type: Annotated[IndexType, typer.Option(help="flat (exact), hnsw or ivf")] = IndexType.FLAT,
 ) -> None:
     """Encode new or changed photos and write a new index version, then make it active."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -58,7 +60,7 @@ def build(
     if source is not None and not source.is_dir():
         typer.echo(f"source folder {source} does not exist", err=True)
         raise typer.Exit(2)
-    builder = GalleryBuilder(settings, _sessions(settings), _encoder(settings), batch_size, index_type)  # type: ignore[arg-type]
+    builder = GalleryBuilder(settings, _sessions(settings), _encoder(settings), batch_size, index_type)
     try:
         report = builder.build(gallery, source)
     except (BuildLocked, FileNotFoundError) as exc:
@@ -78,7 +80,7 @@ def search(
     sketch: Annotated[Path, typer.Option(help="PNG sketch")],
     k: Annotated[int, typer.Option("-k", help="number of matches")] = 10,
 ) -> None:
-    """Print the gallery's photos ranked by Hamming distance to the sketch's code."""
+    """Print the gallery's photos ranked as the service ranks them (Hamming candidates, re-ranked)."""
     settings = get_settings()
     sessions = _sessions(settings)
     with sessions() as session:
@@ -88,23 +90,22 @@ def search(
                 f"gallery {gallery!r} has no active index: run 'indexer build --gallery {gallery}'", err=True
             )
             raise typer.Exit(1)
-        loaded = load_index(gallery, version)
+        try:
+            loaded = load_index(gallery, version)
+        except IndexFileError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from None
     encoder = _encoder(settings)
     try:
-        image = decode_image(sketch.read_bytes(), settings.max_pixels)
-        codes = encoder.pack(encoder.sketch_codes([image]))
+        codes = encoder.encode_sketches([decode_image(sketch.read_bytes(), settings.max_pixels)])
     except (OSError, ImageRejected, BlankSketchError) as exc:
         typer.echo(f"cannot use {sketch}: {exc}", err=True)
         raise typer.Exit(1) from None
-    distances, ids = loaded.search(codes, k)
-    from app.db.models import ImageRecord
-
-    with sessions() as session:
-        for rank, (dist, image_id) in enumerate(zip(distances[0], ids[0], strict=True), start=1):
-            record = session.get(ImageRecord, int(image_id))
-            label = record.label if record else "?"
-            path = record.stored_path if record else "?"
-            typer.echo(f"{rank:3d}  d={int(dist):3d}  {label or '-':20s}  {path}")
+    for n, r in enumerate(rank(sessions, loaded, codes.packed[0], k, codes.continuous[0]), start=1):
+        label = r.label or "-"
+        typer.echo(
+            f"{n:3d}  d={r.distance:6.2f}  hamming={r.hamming_distance:3d}  {label:20s}  {r.stored_path}"
+        )
 
 
 def worker(

@@ -12,7 +12,12 @@ import numpy as np
 import torch
 import typer
 
-from indexer.datasets import (
+from model.checkpoint import load_checkpoint, save_checkpoint
+from model.config import ModelConfig
+from model.factory import load_encoder, resolve_device
+from model.hashing import hamming_matrix
+from model.losses import LossWeights
+from training.datasets import (
     Item,
     category_split,
     read_folder_per_class,
@@ -21,15 +26,10 @@ from indexer.datasets import (
     validation_split,
     write_split,
 )
-from indexer.evaluation import EncodedSet, encode_photos, encode_sketches, load_images, score
-from indexer.metrics import precision_recall_curve
-from indexer.plots import pr_curve, retrieval_grid, training_curve
-from indexer.training import TrainConfig, Trainer, load_photos, load_train_data
-from model.checkpoint import load_checkpoint, save_checkpoint
-from model.config import ModelConfig
-from model.factory import load_encoder, resolve_device
-from model.hashing import hamming_matrix
-from model.losses import LossWeights
+from training.evaluation import EncodedSet, load_images, score, training_encoder
+from training.metrics import precision_recall_curve
+from training.plots import pr_curve, retrieval_grid, training_curve
+from training.training import TrainConfig, Trainer, load_photos, load_train_data
 
 
 def prepare(
@@ -173,12 +173,12 @@ def train(
         ]
         gallery_labels = np.array(data.photo_labels)
 
-        def evaluate_fn(model):  # type: ignore[no-untyped-def]
-            g = EncodedSet(encode_photos(model, config, data.photos, data.edges, device=dev), gallery_labels)
+        def evaluate_fn(model):
+            encoder = training_encoder(model, dev)
+            g = EncodedSet(encoder.encode_photos(data.photos, data.edges), gallery_labels)
             out = {}
             for name, images, labels in val_sets:
-                q = EncodedSet(encode_sketches(model, config, images, device=dev), labels)
-                r = score(q, g, config.bits)
+                r = score(EncodedSet(encoder.encode_sketches(images), labels), g, config.bits)
                 out[f"{name}mAP"] = r["mAP"]
                 out[f"{name}asym_mAP"] = r["asymmetric"]["mAP"]
                 out[f"{name}cont_mAP"] = r["continuous"]["mAP"]
@@ -235,10 +235,9 @@ def evaluate(
     q_labels = np.array([index[i.label] for i in query_items])
     g_labels = np.array([index[i.label] for i in gallery_items])
     query_images = load_images(query_items)
-    q_codes = encode_sketches(encoder.model, encoder.config, query_images, batch, str(encoder.device))
     photos, edges = load_photos(gallery_items, encoder.config, cache_dir, str(encoder.device))
-    g_codes = encode_photos(encoder.model, encoder.config, photos, edges, batch, str(encoder.device))
-    queries_set, gallery_set = EncodedSet(q_codes, q_labels), EncodedSet(g_codes, g_labels)
+    queries_set = EncodedSet(encoder.encode_sketches(query_images, batch), q_labels)
+    gallery_set = EncodedSet(encoder.encode_photos(photos, edges, batch), g_labels)
     result = score(queries_set, gallery_set, encoder.bits)
     result["checkpoint"] = str(checkpoint)
     result["seconds"] = round(time.monotonic() - started, 1)
@@ -254,7 +253,7 @@ def evaluate(
         ckpt.info.setdefault("metrics", {})[record] = summary
         save_checkpoint(checkpoint, ckpt)  # weights are already fp16 values: re-saving changes none
     if figures:
-        hamming = hamming_matrix(queries_set.packed, gallery_set.packed)
+        hamming = hamming_matrix(queries_set.codes.packed, gallery_set.codes.packed)
         precision, recall = precision_recall_curve(hamming, q_labels, g_labels, encoder.bits)
         pr_curve(
             precision,

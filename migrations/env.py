@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from app.db.models import Base
-from app.db.session import make_engine
+from catalog.db.models import Base
+from catalog.db.session import make_engine
 
 config = context.config
 
@@ -14,7 +14,7 @@ def _url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from app.settings import get_settings
+    from catalog.settings import get_settings
 
     return get_settings().resolved_database_url
 

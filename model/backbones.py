@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -26,7 +27,7 @@ class SplitBackbone:
 
 
 class _Lite0Low(nn.Module):
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: Any) -> None:  # an untyped EfficientNet from efficientnet_lite_pytorch
         super().__init__()
         self.stem = net._conv_stem
         self.bn0 = net._bn0
@@ -43,7 +44,7 @@ class _Lite0Low(nn.Module):
 
 
 class _Lite0High(nn.Module):
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: Any) -> None:  # an untyped EfficientNet from efficientnet_lite_pytorch
         super().__init__()
         self.blocks = nn.ModuleList(net._blocks[LITE0_SPLIT_BLOCK:])
         self.head = net._conv_head

@@ -22,6 +22,7 @@ class SpatialAttention(nn.Module):
         # Start with a mask close to 1 everywhere: a random mask of ~0.5 would scale down (and scramble) the
         # pretrained features the high-level stages expect, and they would have to re-learn them first.
         nn.init.normal_(self.conv.weight, std=1e-3)
+        assert self.conv.bias is not None
         nn.init.constant_(self.conv.bias, math.log(initial_mask / (1 - initial_mask)))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,8 @@ way the network was trained.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from model.config import ModelConfig
 from model.cscan import CSCAN
 from model.edges import EdgeDetector, build_edge_detector
 from model.hashing import binarise, pack_bits
+from model.onnx_runtime import OnnxBranches, onnx_runtime_available
 from model.preprocessing import preprocess_photo_pair, preprocess_sketch
 
 
@@ -39,22 +41,53 @@ def build_model(checkpoint: Checkpoint) -> CSCAN:
     return model
 
 
+@dataclass(frozen=True)
+class Codes:
+    """What the encoder returns: continuous codes in (0, 1) and their packed binary form."""
+
+    continuous: np.ndarray  # (N, bits) float32
+    packed: np.ndarray  # (N, bits / 8) uint8, FAISS layout
+
+    @classmethod
+    def of(cls, continuous: np.ndarray) -> Codes:
+        continuous = np.asarray(continuous, dtype=np.float32)
+        return cls(continuous, pack_bits(binarise(continuous)))
+
+    def __len__(self) -> int:
+        return len(self.packed)
+
+    def __getitem__(self, rows: slice) -> Codes:
+        return Codes(self.continuous[rows], self.packed[rows])
+
+    @classmethod
+    def concat(cls, parts: list[Codes], bits: int) -> Codes:
+        if not parts:
+            return cls(np.zeros((0, bits), np.float32), np.zeros((0, bits // 8), np.uint8))
+        return cls(np.concatenate([p.continuous for p in parts]), np.concatenate([p.packed for p in parts]))
+
+
 @dataclass
 class Encoder:
-    """A loaded CSCAN model with its preprocessing; returns packed binary codes."""
+    """A CSCAN model with its preprocessing: the one inference API of the indexer, the service and
+    evaluation. Every call returns ``Codes`` (continuous and packed), so no caller packs by hand."""
 
     model: CSCAN
     config: ModelConfig
     edges: EdgeDetector | None
     device: torch.device
-    checksum: str
-    info: dict
+    checksum: str = ""
+    info: dict = field(default_factory=dict)
+    runtime: OnnxBranches | None = None  # ONNX Runtime on the CPU; None: PyTorch (GPU, training)
+
+    @property
+    def backend(self) -> str:
+        return "onnxruntime" if self.runtime is not None else f"torch ({self.device.type})"
 
     @property
     def bits(self) -> int:
         return self.config.bits
 
-    def _autocast(self):  # type: ignore[no-untyped-def]
+    def _autocast(self):
         return torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda")
 
     def prepare_sketches(self, sketches: list[Image.Image]) -> torch.Tensor:
@@ -62,36 +95,78 @@ class Encoder:
         return torch.stack([preprocess_sketch(s, self.config.image_size) for s in sketches])
 
     @torch.inference_mode()
-    def encode_sketch_batch(self, batch: torch.Tensor) -> np.ndarray:
+    def encode_prepared_sketches(self, batch: torch.Tensor) -> Codes:
+        if self.runtime is not None:
+            return Codes.of(self.runtime.sketch(batch))
         with self._autocast():
-            return self.model.encode_sketch(batch.to(self.device)).float().cpu().numpy()
+            return Codes.of(self.model.encode_sketch(batch.to(self.device)).float().cpu().numpy())
 
-    def sketch_codes(self, sketches: list[Image.Image]) -> np.ndarray:
-        """Continuous codes (N, bits) for sketches."""
-        return self.encode_sketch_batch(self.prepare_sketches(sketches))
+    def encode_sketches(self, sketches: list[Image.Image], batch_size: int = 64) -> Codes:
+        parts = [
+            self.encode_prepared_sketches(self.prepare_sketches(sketches[i : i + batch_size]))
+            for i in range(0, len(sketches), batch_size)
+        ]
+        return Codes.concat(parts, self.bits)
 
     def edge_maps(self, photos: list[Image.Image]) -> list[Image.Image] | None:
         return self.edges.detect_batch(photos) if self.edges is not None else None
 
     @torch.inference_mode()
-    def photo_codes(self, photos: list[Image.Image], edges: list[Image.Image] | None = None) -> np.ndarray:
-        if self.config.use_edge and edges is None:
-            edges = self.edge_maps(photos)
+    def _encode_photo_batch(
+        self, photos: list[Image.Image], edges: Sequence[Image.Image | None] | None
+    ) -> Codes:
         pairs = [
             preprocess_photo_pair(p, edges[i] if edges is not None else None, self.config.image_size)
             for i, p in enumerate(photos)
         ]
         photo_t = torch.stack([p for p, _ in pairs]).to(self.device)
         edge_t = torch.stack([e for _, e in pairs]).to(self.device) if self.config.use_edge else None  # type: ignore[misc]
+        if self.runtime is not None:
+            return Codes.of(self.runtime.photo(photo_t, edge_t))
         with self._autocast():
-            return self.model.encode_photo(photo_t, edge_t).float().cpu().numpy()
+            return Codes.of(self.model.encode_photo(photo_t, edge_t).float().cpu().numpy())
 
-    def pack(self, continuous: np.ndarray) -> np.ndarray:
-        return pack_bits(binarise(continuous))
+    def encode_photos(
+        self,
+        photos: list[Image.Image],
+        edges: Sequence[Image.Image | None] | None = None,
+        batch_size: int = 64,
+    ) -> Codes:
+        """Codes for photos; edge maps are computed here unless given (training caches them)."""
+        parts = []
+        for i in range(0, len(photos), batch_size):
+            chunk = photos[i : i + batch_size]
+            chunk_edges: Sequence[Image.Image | None] | None = (
+                edges[i : i + batch_size] if edges is not None else None
+            )
+            if self.config.use_edge and chunk_edges is None:
+                chunk_edges = self.edge_maps(chunk)
+            parts.append(self._encode_photo_batch(chunk, chunk_edges))
+        return Codes.concat(parts, self.bits)
+
+
+def choose_backend(backend: str, device: torch.device) -> str:
+    """``auto``: ONNX Runtime on the CPU when it is installed (faster at equal codes), else PyTorch."""
+    if backend not in ("auto", "torch", "onnx"):
+        raise ValueError(f"unknown encoder backend {backend!r}")
+    if backend == "onnx":
+        if device.type != "cpu":
+            raise RuntimeError("the ONNX Runtime backend runs on the CPU; use 'torch' or 'auto' on a GPU")
+        if not onnx_runtime_available():
+            raise RuntimeError("the ONNX Runtime backend needs the onnx and onnxruntime packages")
+        return "onnx"
+    if backend == "auto" and device.type == "cpu" and onnx_runtime_available():
+        return "onnx"
+    return "torch"
 
 
 def encoder_from_checkpoint(
-    checkpoint: Checkpoint, checksum: str, device: str = "auto", edge_weights: str | None = None
+    checkpoint: Checkpoint,
+    checksum: str,
+    device: str = "auto",
+    edge_weights: str | None = None,
+    backend: str = "auto",
+    cache_dir: Path | None = None,
 ) -> Encoder:
     dev = resolve_device(device)
     model = build_model(checkpoint).to(dev).eval()
@@ -102,9 +177,24 @@ def encoder_from_checkpoint(
         if checkpoint.config.use_edge
         else None
     )
-    return Encoder(model, checkpoint.config, edges, dev, checksum, checkpoint.info)
+    runtime = None
+    if choose_backend(backend, dev) == "onnx":
+        folder = cache_dir or Path.home() / ".cache" / "sketch-search" / "onnx"
+        runtime = OnnxBranches(model, checksum, folder, torch.get_num_threads())
+    return Encoder(model, checkpoint.config, edges, dev, checksum, checkpoint.info, runtime)
 
 
-def load_encoder(path: str | Path, device: str = "auto", edge_weights: str | None = None) -> Encoder:
-    """Build model + preprocessing from a checkpoint file; raises CheckpointError on a bad file."""
-    return encoder_from_checkpoint(load_checkpoint(path), file_checksum(path), device, edge_weights)
+def load_encoder(
+    path: str | Path,
+    device: str = "auto",
+    edge_weights: str | None = None,
+    backend: str = "auto",
+    cache_dir: Path | None = None,
+) -> Encoder:
+    """Build model + preprocessing from a checkpoint file; raises CheckpointError on a bad file.
+
+    ``backend``: ``auto`` (ONNX Runtime on a CPU when installed, else PyTorch), ``torch`` or ``onnx``;
+    ``cache_dir`` keeps the exported ONNX branches between runs."""
+    return encoder_from_checkpoint(
+        load_checkpoint(path), file_checksum(path), device, edge_weights, backend, cache_dir
+    )

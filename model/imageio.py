@@ -8,6 +8,7 @@ import warnings
 from PIL import Image, UnidentifiedImageError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp"})  # what galleries and datasets pick up
 
 
 class ImageRejected(ValueError):

@@ -8,12 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import SKETCHY, make_tiny_checkpoint
 from tests.postgres import create_database, find_pg_bin, postgres_server
-
-REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("SKETCH_SHARED_DIR", REPO.parent / "shared"))
-SKETCHY = SHARED / "data" / "sketchy-subset"
-CHECKPOINT = REPO / "checkpoints" / "cscan-sketchy-64.safetensors"
 
 
 def _required(what: str) -> None:
@@ -21,6 +17,20 @@ def _required(what: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{what} is required in CI")
     pytest.skip(f"{what} not available")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every app and server of the session reuses one ONNX export per checkpoint (keyed by checksum),
+    as a deployment does across restarts; exporting for each test's fresh data dir costs seconds."""
+    folder = tmp_path_factory.mktemp("onnx")
+    previous = os.environ.get("SKETCH_ONNX_CACHE_DIR")
+    os.environ["SKETCH_ONNX_CACHE_DIR"] = str(folder)
+    yield
+    if previous is None:
+        os.environ.pop("SKETCH_ONNX_CACHE_DIR", None)
+    else:
+        os.environ["SKETCH_ONNX_CACHE_DIR"] = previous
 
 
 @pytest.fixture(scope="session")
@@ -56,27 +66,4 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real, untrained CSCAN at 64 px with Canny edges: fast enough to exercise indexing mechanics."""
-    import torch
-
-    from model.checkpoint import Checkpoint, save_checkpoint
-    from model.config import ModelConfig
-    from model.cscan import CSCAN
-
-    torch.manual_seed(0)
-    config = ModelConfig(image_size=64, num_classes=3, class_names=["a", "b", "c"], edge_detector="canny")
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    save_checkpoint(path, Checkpoint(config, CSCAN(config, pretrained=False).state_dict()))
-    return path
-
-
-def photos_of(sketchy: Path, classes: tuple[str, ...], dest: Path, per_class: int = 25) -> list[Path]:
-    """Copy a few classes' real photos into a scratch gallery folder (in tmp, never the repository)."""
-    import shutil
-
-    copied = []
-    for cls in classes:
-        (dest / cls).mkdir(parents=True, exist_ok=True)
-        for src in sorted((sketchy / "photo" / "tx_000000000000" / cls).glob("*.jpg"))[:per_class]:
-            copied.append(Path(shutil.copy(src, dest / cls / src.name)))
-    return copied
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")

@@ -11,13 +11,25 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
 UNPRIVILEGED_USER = "nobody"
+
+
+@dataclass
+class ServerControl:
+    """Stop and start a test server in place (same data, same port): a database outage on demand."""
+
+    stop: Callable[[], None]
+    start: Callable[[], None]
+
+
+CONTROLS: dict[str, ServerControl] = {}  # server URL -> its control
 
 
 def find_pg_bin() -> Path | None:
@@ -54,37 +66,32 @@ def postgres_server() -> Iterator[str]:
         shutil.chown(base, user)
         shutil.chown(sock, user)
     port = free_port()
-    try:
-        _run([str(pg_bin / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"], user)
-        opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
-        _run(
-            [
-                str(pg_bin / "pg_ctl"),
-                "-D",
-                str(data),
-                "-o",
-                opts,
-                "-w",
-                "-t",
-                "60",
-                "-l",
-                str(base / "log"),
-                "start",
-            ],
-            user,
-        )
-        url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
+    pg_ctl = [str(pg_bin / "pg_ctl"), "-D", str(data)]
+
+    def start() -> None:
+        _run([*pg_ctl, "-o", opts, "-w", "-t", "60", "-l", str(base / "log"), "start"], user)
         deadline = time.monotonic() + 30
         while True:
             try:
                 psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres").close()
-                break
+                return
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+
+    def stop() -> None:
+        _run([*pg_ctl, "-m", "immediate", "-w", "stop"], user)
+
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    try:
+        _run([str(pg_bin / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"], user)
+        start()
+        CONTROLS[url] = ServerControl(stop, start)
         yield url
     finally:
+        CONTROLS.pop(url, None)
         if data.exists():
             with suppress(subprocess.CalledProcessError):
                 _run([str(pg_bin / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], user)

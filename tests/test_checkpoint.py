@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
@@ -12,6 +13,7 @@ from model.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_
 from model.config import ModelConfig
 from model.cscan import CSCAN
 from model.factory import build_model, load_encoder
+from model.hashing import binarise, pack_bits
 
 
 def small_checkpoint(**kw: object) -> Checkpoint:
@@ -54,10 +56,12 @@ def test_encoder_from_file_packs_codes(tmp_path: Path) -> None:
     encoder = load_encoder(path, device="cpu")
     sketch = Image.new("L", (120, 120), 255)
     ImageDraw.Draw(sketch).ellipse((10, 10, 100, 90), outline=0, width=3)
-    codes = encoder.pack(encoder.sketch_codes([sketch]))
-    assert codes.shape == (1, 8) and codes.dtype.name == "uint8"
+    codes = encoder.encode_sketches([sketch])
+    assert codes.packed.shape == (1, 8) and codes.packed.dtype.name == "uint8"
+    assert codes.continuous.shape == (1, 64) and ((codes.continuous > 0) & (codes.continuous < 1)).all()
+    np.testing.assert_array_equal(codes.packed, pack_bits(binarise(codes.continuous)))
     photo = Image.new("RGB", (90, 60), (200, 10, 10))
-    assert encoder.pack(encoder.photo_codes([photo])).shape == (1, 8)
+    assert encoder.encode_photos([photo]).packed.shape == (1, 8)
     assert len(encoder.checksum) == 64
 
 
@@ -89,3 +93,27 @@ def test_mismatched_weights_are_refused(tmp_path: Path) -> None:
     )
     with pytest.raises((CheckpointError, RuntimeError)):
         build_model(wrong)
+
+
+def test_onnx_runtime_and_pytorch_give_the_same_codes(tmp_path: Path, sketchy: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, small_checkpoint())
+    torch_encoder = load_encoder(path, "cpu", backend="torch")
+    onnx_encoder = load_encoder(path, "cpu", backend="onnx", cache_dir=tmp_path / "onnx")
+    assert torch_encoder.runtime is None and onnx_encoder.backend == "onnxruntime"
+    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 2  # cached by checksum for the next start
+    sketches = [
+        Image.open(p).copy()
+        for p in sorted((sketchy / "sketch" / "tx_000000000000" / "cat").glob("*.png"))[:6]
+    ]
+    photos = [
+        Image.open(p).convert("RGB")
+        for p in sorted((sketchy / "photo" / "tx_000000000000" / "cat").glob("*.jpg"))[:4]
+    ]
+    a, b = torch_encoder.encode_sketches(sketches), onnx_encoder.encode_sketches(sketches)
+    np.testing.assert_allclose(a.continuous, b.continuous, atol=1e-4)
+    np.testing.assert_array_equal(a.packed, b.packed)
+    p, q = torch_encoder.encode_photos(photos), onnx_encoder.encode_photos(photos)
+    np.testing.assert_allclose(p.continuous, q.continuous, atol=1e-4)
+    reloaded = load_encoder(path, "cpu", backend="onnx", cache_dir=tmp_path / "onnx")
+    np.testing.assert_array_equal(reloaded.encode_sketches(sketches).packed, a.packed)

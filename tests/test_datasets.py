@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from indexer.datasets import (
+from training.datasets import (
     category_split,
     normalise_class_name,
     read_folder_per_class,

@@ -18,7 +18,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.conftest import REPO, photos_of
+from tests.helpers import REPO, photos_of
 from tests.postgres import free_port
 
 SCHEMA = REPO / ".cache" / "test-assets" / "compose-spec.json"

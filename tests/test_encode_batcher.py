@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.encode_batcher import Busy, EncodeBatcher
+from model.encode_batcher import Busy, EncodeBatcher
 
 
 def slow_identity(calls: list[int]):  # type: ignore[no-untyped-def]

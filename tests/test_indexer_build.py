@@ -5,29 +5,28 @@ from __future__ import annotations
 import io
 import os
 import signal
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from app.db import migrate
-from app.db.models import ImageRecord, IndexVersion
-from app.db.session import make_engine, make_session_factory
-from app.settings import load_settings
-from indexer.build import GalleryBuilder, gallery_dir
-from indexer.index_files import read_version
-from indexer.locks import BuildLocked, gallery_lock
-from indexer.search import active_version, load_index
+from catalog.builder import GalleryBuilder, gallery_dir
+from catalog.db import migrate
+from catalog.db.models import ImageRecord, IndexVersion
+from catalog.db.session import make_engine, make_session_factory
+from catalog.index_store import IndexFileError, IndexType, active_version, load_index, read_version
+from catalog.live_indexes import IndexManager
+from catalog.locks import BuildLocked, gallery_lock
+from catalog.settings import load_settings
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.factory import load_encoder
-from tests.conftest import photos_of
+from tests.helpers import photos_of, png_bomb_header
 
 CLASSES = ("cat", "teapot", "bicycle")
 
@@ -43,17 +42,6 @@ def builder_for(settings, sessions, checkpoint: Path) -> GalleryBuilder:  # type
     return GalleryBuilder(
         settings, sessions, load_encoder(checkpoint, "cpu"), batch_size=16, show_progress=False
     )
-
-
-def png_bomb_header(width: int = 100_000, height: int = 100_000) -> bytes:
-    """A PNG whose header claims a huge size: must be refused before decoding."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 1024)  # a little real data; the header promises far more
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def test_full_build_on_real_photos(
@@ -73,8 +61,8 @@ def test_full_build_on_real_photos(
         # ids in the index are the images' database ids
         ids = set(session.scalars(select(ImageRecord.id)))
     _, found = loaded.search(np.zeros((1, 8), np.uint8), 100)
-    assert set(found[0].tolist()) == ids
-    _index, manifest = read_version(Path(version.path))
+    assert set(loaded.ids[found[0]].tolist()) == ids
+    _index, _ids, manifest = read_version(Path(version.path))
     assert manifest.count == 75 and manifest.model_checksum == load_encoder(tiny_checkpoint, "cpu").checksum
 
 
@@ -189,10 +177,79 @@ def test_killed_build_keeps_active_version_and_resumes(
 
 
 def test_scan_follows_symlinked_class_folders(tmp_path: Path, sketchy: Path) -> None:
-    from indexer.build import scan_source
+    from catalog.scan import scan_source
 
     source = tmp_path / "gallery"
     source.mkdir()
     (source / "cat").symlink_to(sketchy / "photo" / "tx_000000000000" / "cat", target_is_directory=True)
     found = scan_source(source)
     assert len(found) == 25 and {c.label for c in found} == {"cat"}
+
+
+def test_fingerprinting_a_large_gallery_keeps_the_heartbeat(
+    tmp_path: Path, sketchy: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import catalog.builder
+
+    source = tmp_path / "photos"
+    photos_of(sketchy, ("cat",), source, per_class=6)
+    settings, sessions = setup_env(tmp_path, tiny_checkpoint)
+    monkeypatch.setattr(catalog.builder, "HEARTBEAT_SECONDS", 0.0)  # beat on every file
+    calls: list[tuple[int, int]] = []
+    builder_for(settings, sessions, tiny_checkpoint).build(
+        "g", source, progress=lambda d, t: calls.append((d, t))
+    )
+    # before any photo is encoded, the scan itself reported progress (the job's heartbeat)
+    assert calls[:5] == [(0, 6)] * 5
+
+
+def flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_version_never_replaces_a_good_one(
+    tmp_path: Path, sketchy: Path, tiny_checkpoint: Path, database_url: str
+) -> None:
+    source = tmp_path / "photos"
+    photos_of(sketchy, ("cat",), source, per_class=5)
+    settings, sessions = setup_env(tmp_path, tiny_checkpoint, database_url)
+    builder = builder_for(settings, sessions, tiny_checkpoint)
+    first = builder.build("g", source)
+    serving = IndexManager(sessions, poll_seconds=60)
+    serving.refresh()
+    assert serving.get("g").version_id == first.version_id  # type: ignore[union-attr]
+    photos_of(sketchy, ("teapot",), source, per_class=3)
+    second = builder.build("g", source)
+    assert second.version_path is not None
+    flip_a_byte(second.version_path / "index.faiss")  # damaged on disk after it was written
+    with pytest.raises(IndexFileError, match="checksum"):
+        read_version(second.version_path)
+    serving.refresh()
+    assert serving.get("g").version_id == first.version_id  # type: ignore[union-attr]  # old one still serves
+    # after a restart nothing is loaded yet: the last good version serves instead of nothing
+    restarted = IndexManager(sessions, poll_seconds=60)
+    restarted.refresh()
+    loaded = restarted.get("g")
+    assert loaded is not None and loaded.version_id == first.version_id and loaded.count == 5
+
+
+def test_manifest_records_the_factory_and_its_parameters(
+    tmp_path: Path, sketchy: Path, tiny_checkpoint: Path
+) -> None:
+    source = tmp_path / "photos"
+    photos_of(sketchy, ("cat", "teapot"), source, per_class=25)
+    settings, sessions = setup_env(tmp_path, tiny_checkpoint)
+    builder = GalleryBuilder(
+        settings,
+        sessions,
+        load_encoder(tiny_checkpoint, "cpu"),
+        index_type=IndexType.IVF,
+        show_progress=False,
+    )
+    report = builder.build("g", source)
+    index, ids, manifest = read_version(report.version_path)  # type: ignore[arg-type]
+    assert manifest.factory == "BIVF28" and manifest.params == {"nprobe": 1}
+    assert faiss.downcast_IndexBinary(index).nprobe == 1 and len(ids) == 50
+    assert set(manifest.sha256) == {"index.faiss", "ids.npy"}

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from indexer.metrics import precision_recall_curve, query_scores, retrieval_metrics
+from training.metrics import precision_recall_curve, query_scores, retrieval_metrics
 
 
 def ap_of_order(relevant_in_order: list[bool], k: int | None = None) -> float:

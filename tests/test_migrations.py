@@ -8,9 +8,9 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import migrate
-from app.db.models import Base, Gallery, ImageRecord
-from app.db.session import make_engine
+from catalog.db import migrate
+from catalog.db.models import Base, Gallery, ImageRecord
+from catalog.db.session import make_engine
 
 TABLES = {"galleries", "images", "index_versions", "jobs"}
 

@@ -10,12 +10,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from app.settings import load_settings
-from indexer.build import GalleryBuilder
+from catalog.builder import GalleryBuilder
+from catalog.settings import load_settings
 from indexer.commands_train import evaluate
-from indexer.datasets import read_split
 from model.checkpoint import load_checkpoint
-from tests.conftest import CHECKPOINT, photos_of
+from tests.helpers import CHECKPOINT, photos_of
+from training.datasets import read_split
 
 QUALITY_BAR = 0.55
 

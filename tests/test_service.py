@@ -3,54 +3,36 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from app.db import migrate
-from app.db.session import make_engine, make_session_factory
 from app.main import StartupError, create_app, prepare_database
-from app.settings import load_settings
-from indexer.build import GalleryBuilder
-from model.factory import load_encoder
-from tests.conftest import photos_of
-from tests.test_indexer_build import png_bomb_header
+from catalog.db import migrate
+from catalog.db.session import make_engine, make_session_factory
+from catalog.settings import load_settings
+from tests.helpers import (
+    AUTH,
+    TOKEN,
+    build,
+    error_code,
+    make_client,
+    photos_of,
+    png_bomb_header,
+    png_bytes,
+    sketch_png,
+    wait_for_job,
+)
 
-TOKEN = "s3cret-token-for-tests"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CLASSES = ("cat", "teapot", "bicycle")
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, "PNG")
-    return buf.getvalue()
-
-
-def sketch_png() -> bytes:
-    image = Image.new("RGBA", (400, 400), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((40, 60, 200, 180), outline=(0, 0, 0, 255), width=4)
-    draw.line((60, 180, 40, 260), fill=(0, 0, 0, 255), width=4)
-    return png_bytes(image)
-
-
-def make_client(tmp_path: Path, checkpoint: Path, url: str | None = None, **overrides: Any) -> TestClient:
-    settings = load_settings(
-        data_dir=tmp_path / "data",
-        database_url=url,
-        checkpoint=checkpoint,
-        admin_token=TOKEN,
-        index_poll_seconds=0.2,
-        **overrides,
-    )
-    return TestClient(create_app(settings))
 
 
 @pytest.fixture
@@ -60,25 +42,11 @@ def gallery_source(tmp_path: Path, sketchy: Path) -> Path:
     return source
 
 
-def build(client: TestClient, checkpoint: Path, name: str, source: Path) -> None:
-    state = client.app.state.service  # type: ignore[attr-defined]
-    GalleryBuilder(
-        state.settings, state.sessions, load_encoder(checkpoint, "cpu"), show_progress=False
-    ).build(name, source)
-    state.indexes.refresh()
-
-
 @pytest.fixture
 def client(tmp_path: Path, tiny_checkpoint: Path, gallery_source: Path) -> Iterator[TestClient]:
     with make_client(tmp_path, tiny_checkpoint, max_upload_bytes=300_000) as c:
         build(c, tiny_checkpoint, "demo", gallery_source)
         yield c
-
-
-def error_code(response: Any) -> str:
-    body = response.json()
-    assert set(body) == {"error"} and body["error"]["message"]
-    return str(body["error"]["code"])
 
 
 # -- search ----------------------------------------------------------------------------------------
@@ -89,8 +57,8 @@ def test_search_returns_ranked_results(client: TestClient) -> None:
     assert body["gallery"] == "demo" and body["bits"] == 64 and body["took_ms"] > 0
     results = body["results"]
     assert [m["rank"] for m in results] == list(range(1, 8))
-    distances = [m["hamming_distance"] for m in results]
-    assert distances == sorted(distances)
+    distances = [m["distance"] for m in results]
+    assert distances == sorted(distances)  # re-ranked by the asymmetric distance
     for m in results:
         assert m["similarity"] == pytest.approx(1 - m["hamming_distance"] / 64, abs=1e-4)
         assert m["label"] in CLASSES and m["url"] == f"/images/{m['image_id']}"
@@ -136,10 +104,10 @@ def test_bad_parameters_and_unknown_gallery(client: TestClient) -> None:
     assert r.status_code == 404 and error_code(r) == "unknown_gallery"
 
 
-def test_gallery_without_index_is_503(client: TestClient) -> None:
+def test_gallery_without_index_is_409(client: TestClient) -> None:
     assert client.post("/admin/galleries", json={"name": "empty"}, headers=AUTH).status_code == 201
     r = client.post("/search?gallery=empty", files={"file": ("s.png", sketch_png(), "image/png")})
-    assert r.status_code == 503 and error_code(r) == "no_index"
+    assert r.status_code == 409 and error_code(r) == "no_index"
     assert "indexer build --gallery empty" in r.json()["error"]["message"]
     # two galleries now: the default must be named
     r = client.post("/search", files={"file": ("s.png", sketch_png(), "image/png")})
@@ -149,8 +117,8 @@ def test_gallery_without_index_is_503(client: TestClient) -> None:
 def test_busy_encoder_answers_429(client: TestClient) -> None:
     state = client.app.state.service  # type: ignore[attr-defined]
     state.batcher.max_pending = 1
-    original = state.encoder.encode_sketch_batch
-    state.encoder.encode_sketch_batch = lambda batch: (time.sleep(0.5), original(batch))[1]  # a slow encode
+    original = state.batcher.encode_batch
+    state.batcher.encode_batch = lambda batch: (time.sleep(0.5), original(batch))[1]  # a slow encode
     statuses: list[int] = []
 
     def fire() -> None:
@@ -163,7 +131,7 @@ def test_busy_encoder_answers_429(client: TestClient) -> None:
         t.start()
     for t in threads:
         t.join()
-    state.encoder.encode_sketch_batch = original
+    state.batcher.encode_batch = original
     assert 200 in statuses and 429 in statuses and set(statuses) <= {200, 429}
 
 
@@ -192,7 +160,7 @@ def test_health_ready_metrics_docs(client: TestClient) -> None:
     client.post("/search", files={"file": ("s.png", sketch_png(), "image/png")})
     text = client.get("/metrics").text
     assert 'sketch_requests_total{method="POST",route="/search",status="200"}' in text
-    for stage in ("decode", "preprocess", "encode", "search"):
+    for stage in ("decode", "preprocess", "encode", "scan", "rank"):
         assert f'sketch_search_stage_seconds_count{{stage="{stage}"}}' in text
     assert client.get("/docs").status_code == 200
     assert "/search" in client.get("/openapi.json").json()["paths"]
@@ -281,16 +249,6 @@ def test_admin_galleries_uploads_and_reindex(client: TestClient, tmp_path: Path,
     assert client.get("/admin/jobs/99999", headers=AUTH).status_code == 404
 
 
-def wait_for_job(client: TestClient, job_id: int, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/admin/jobs/{job_id}", headers=AUTH).json()
-        if job["state"] in ("succeeded", "failed"):
-            return job  # type: ignore[no-any-return]
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish")
-
-
 def test_hot_swap_under_load(client: TestClient, gallery_source: Path, sketchy: Path) -> None:
     before = client.post("/search", files={"file": ("s.png", sketch_png(), "image/png")}).json()[
         "index_version"
@@ -342,16 +300,24 @@ def test_refuses_to_start_on_unmigrated_database(
     settings = load_settings(data_dir=tmp_path / "d", database_url=postgres_url, checkpoint=tiny_checkpoint)
     with pytest.raises(StartupError, match="run 'alembic upgrade head'"):
         prepare_database(settings)
-    # the app does not start; the error reaches the test client wrapped (cancelled) by the ASGI machinery
-    with pytest.raises(BaseException), make_client(tmp_path, tiny_checkpoint, postgres_url):  # noqa: B017
-        pass
+    # the real server process refuses to start and says why
+    env = {
+        **os.environ,
+        "SKETCH_DATA_DIR": str(tmp_path / "d"),
+        "SKETCH_DATABASE_URL": postgres_url,
+        "SKETCH_CHECKPOINT": str(tiny_checkpoint),
+    }
+    server = Path(sys.executable).parent / "sketch-server"
+    proc = subprocess.run([str(server), "--port", "0"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "run 'alembic upgrade head' or 'indexer migrate' first" in proc.stderr
     engine = make_engine(postgres_url)
     assert not migrate.is_at_head(engine)  # and it did not migrate a deployed database by itself
     make_session_factory(engine)
 
 
 def test_invalid_settings_are_refused_with_a_clear_message(monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.settings import SettingsError
+    from catalog.settings import SettingsError
 
     monkeypatch.setenv("SKETCH_MAX_UPLOAD_BYTES", "-5")
     monkeypatch.setenv("SKETCH_DEVICE", "tpu")
@@ -359,3 +325,40 @@ def test_invalid_settings_are_refused_with_a_clear_message(monkeypatch: pytest.M
         load_settings()
     message = str(info.value)
     assert "SKETCH_MAX_UPLOAD_BYTES" in message and "SKETCH_DEVICE" in message
+
+
+def test_more_photos_than_the_per_request_limit_are_refused(client: TestClient) -> None:
+    from app.admin_service import MAX_UPLOAD_FILES
+
+    def photo(i: int) -> tuple[str, tuple[str, bytes, str]]:
+        return ("files", (f"p{i}.png", png_bytes(Image.new("RGB", (8, 8), (i, 0, 0))), "image/png"))
+
+    before = client.get("/admin/galleries", headers=AUTH).json()[0]["image_count"]
+    r = client.post(
+        "/admin/galleries/demo/images", files=[photo(i) for i in range(MAX_UPLOAD_FILES + 1)], headers=AUTH
+    )
+    assert r.status_code == 413 and error_code(r) == "too_many_files"
+    assert client.get("/admin/galleries", headers=AUTH).json()[0]["image_count"] == before  # none stored
+    r = client.post(
+        "/admin/galleries/demo/images", files=[photo(i) for i in range(MAX_UPLOAD_FILES)], headers=AUTH
+    )
+    assert r.status_code == 201 and len(r.json()["images"]) == MAX_UPLOAD_FILES
+
+
+def test_openapi_documents_typed_answers_and_error_bodies(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    paths, schemas = spec["paths"], spec["components"]["schemas"]
+    error_ref = "#/components/schemas/ErrorResponse"
+
+    def ref(route: str, method: str, status: str) -> str:
+        content = paths[route][method]["responses"][status]["content"]["application/json"]["schema"]
+        return str(content.get("$ref") or content.get("items", {}).get("$ref"))
+
+    for status in ("400", "404", "409", "413", "415", "422", "429", "503"):
+        assert ref("/search", "post", status) == error_ref
+    assert ref("/admin/jobs/{job_id}", "get", "200") == "#/components/schemas/JobOut"
+    assert ref("/admin/jobs/{job_id}", "get", "401") == error_ref
+    assert ref("/admin/galleries", "get", "200") == "#/components/schemas/AdminGalleryStatus"
+    assert schemas["JobOut"]["properties"]["state"]["$ref"] == "#/components/schemas/JobState"
+    assert schemas["JobState"]["enum"] == ["queued", "running", "succeeded", "failed"]
+    assert "distance" in schemas["Match"]["required"]

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from indexer.datasets import read_split
-from tests.conftest import REPO
+from tests.helpers import REPO
+from training.datasets import read_split
 
 
 def _stems(path: Path) -> set[str]:

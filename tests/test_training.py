@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from indexer.datasets import read_split
-from indexer.training import TrainConfig, Trainer, load_train_data, warm_start
 from model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from model.config import ModelConfig
 from model.cscan import CSCAN
 from model.factory import build_model
+from training.datasets import read_split
+from training.training import TrainConfig, Trainer, load_train_data, warm_start
 
 CLASSES = ("cat", "teapot", "bicycle", "airplane")
 

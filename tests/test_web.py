@@ -14,9 +14,9 @@ import pytest
 import uvicorn
 
 from app.main import create_app
-from app.settings import load_settings
-from indexer.build import GalleryBuilder
-from tests.conftest import CHECKPOINT, photos_of
+from catalog.builder import GalleryBuilder
+from catalog.settings import load_settings
+from tests.helpers import CHECKPOINT, photos_of
 from tests.postgres import free_port
 
 TOKEN = "web-test-admin-token-1234"
@@ -129,7 +129,10 @@ def test_upload_png(server: str, page, sketchy: Path) -> None:  # type: ignore[n
     sketch = next((sketchy / "sketch" / "tx_000000000000" / "teapot").glob("*.png"))
     page.set_input_files("#upload", str(sketch))
     page.wait_for_selector("#results li", timeout=30_000)
-    assert page.locator("#results li").count() > 0
+    assert page.locator("#results li").count() == 24
+    # a real teapot sketch: the committed model puts teapots first among five classes
+    top = [page.locator("#results li strong").nth(i).inner_text() for i in range(5)]
+    assert sum("teapot" in t for t in top) >= 4, top
 
 
 def test_blank_canvas_shows_the_error(server: str, page) -> None:  # type: ignore[no-untyped-def]

@@ -3,27 +3,25 @@ over the job of a worker that died mid-build (its heartbeat went stale)."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import update
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import migrate
-from app.db.models import Gallery, Job
-from app.db.session import make_engine, make_session_factory
-from indexer.worker import claim_job, enqueue_reindex
+from catalog.db.models import Gallery, Job
+from catalog.enums import JobKind, JobState
+from catalog.jobs import claim_job, enqueue_reindex, finish_job
+from tests.helpers import migrated_sessions
 
 STALE = timedelta(seconds=120)
 
 
-def sessions_for(url: str) -> sessionmaker[Session]:
-    migrate.upgrade(url)
-    return make_session_factory(make_engine(url))
-
-
-def new_gallery(sessions: sessionmaker[Session]) -> int:
+def new_gallery(sessions: sessionmaker[Session], name: str = "g") -> int:
     with sessions.begin() as session:
-        gallery = Gallery(name="g", source_dir=None)
+        gallery = Gallery(name=name, source_dir=None)
         session.add(gallery)
         session.flush()
         return gallery.id
@@ -35,19 +33,37 @@ def set_heartbeat(sessions: sessionmaker[Session], job_id: int, age: timedelta) 
 
 
 def test_jobs_are_claimed_once_in_order(database_url: str) -> None:
-    sessions = sessions_for(database_url)
-    gallery = new_gallery(sessions)
-    first, second = enqueue_reindex(sessions, gallery), enqueue_reindex(sessions, gallery)
+    sessions = migrated_sessions(database_url)
+    first = enqueue_reindex(sessions, new_gallery(sessions, "a"))
+    second = enqueue_reindex(sessions, new_gallery(sessions, "b"))
     assert claim_job(sessions, "a", STALE) == first
     assert claim_job(sessions, "b", STALE) == second
     assert claim_job(sessions, "c", STALE) is None  # both running with fresh heartbeats
     with sessions() as session:
         job = session.get(Job, first)
-        assert job is not None and job.state == "running" and job.worker == "a"
+        assert job is not None and job.state == JobState.RUNNING and job.worker == "a"
+
+
+def test_one_pending_job_per_gallery_even_under_concurrent_requests(database_url: str) -> None:
+    sessions = migrated_sessions(database_url)
+    gallery = new_gallery(sessions)
+    with ThreadPoolExecutor(10) as pool:
+        ids = set(pool.map(lambda _: enqueue_reindex(sessions, gallery), range(10)))
+    assert len(ids) == 1
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 1
+    # the database itself refuses a second pending job, whoever inserts it
+    with pytest.raises(IntegrityError), sessions.begin() as session:
+        session.add(Job(kind=JobKind.REINDEX, gallery_id=gallery, state=JobState.QUEUED, failed_items=[]))
+    # once the job has ended, a new one can be queued
+    (job_id,) = ids
+    assert claim_job(sessions, "w", STALE) == job_id
+    finish_job(sessions, job_id, JobState.SUCCEEDED)
+    assert enqueue_reindex(sessions, gallery) != job_id
 
 
 def test_a_dead_workers_job_is_taken_over(database_url: str) -> None:
-    sessions = sessions_for(database_url)
+    sessions = migrated_sessions(database_url)
     gallery = new_gallery(sessions)
     job_id = enqueue_reindex(sessions, gallery)
     assert claim_job(sessions, "dead", STALE) == job_id
@@ -57,5 +73,5 @@ def test_a_dead_workers_job_is_taken_over(database_url: str) -> None:
     assert claim_job(sessions, "other", STALE) == job_id
     with sessions() as session:
         job = session.get(Job, job_id)
-        assert job is not None and job.worker == "other" and job.state == "running"
+        assert job is not None and job.worker == "other" and job.state == JobState.RUNNING
     assert claim_job(sessions, "third", STALE) is None  # the new owner's heartbeat is fresh

@@ -2,37 +2,44 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from app.state import ServiceState, get_state
+from app.deps import State
+from app.schemas import Health, Readiness
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+def healthz() -> Health:
     """The process is alive."""
-    return {"status": "ok"}
+    return Health(status="ok")
 
 
-@router.get("/readyz")
-def readyz(response: Response, state: ServiceState = Depends(get_state)) -> dict[str, object]:
+@router.get("/readyz", responses={503: {"model": Readiness, "description": "not ready (see the checks)"}})
+def readyz(response: Response, state: State) -> Readiness:
     """Ready when the model is loaded, an index is loaded and the database answers."""
-    checks: dict[str, object] = {"model": state.encoder is not None, "indexes": sorted(state.indexes.loaded)}
+    database_error = None
     try:
         with state.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-        checks["database"] = True
     except Exception as exc:  # report, do not crash the probe
-        checks["database"] = False
-        checks["database_error"] = type(exc).__name__
-    ready = bool(checks["model"]) and bool(checks["indexes"]) and checks["database"] is True
+        database_error = type(exc).__name__
+    model = state.encoder is not None
+    indexes = sorted(state.indexes.loaded)
+    ready = model and bool(indexes) and database_error is None
     response.status_code = 200 if ready else 503
-    return {"ready": ready, **checks}
+    return Readiness(
+        ready=ready,
+        model=model,
+        indexes=indexes,
+        database=database_error is None,
+        database_error=database_error,
+    )
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics(state: ServiceState = Depends(get_state)) -> Response:
+def metrics(state: State) -> Response:
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

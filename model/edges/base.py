@@ -64,7 +64,7 @@ def thin_edges(prob: np.ndarray, low: float = 0.25, high: float = 0.45) -> np.nd
 
 def render_lines(strength: np.ndarray, thickness: int = 1) -> Image.Image:
     """Edge strength in [0, 1] to dark-on-white uint8, optionally thickened to a pen-like width."""
-    ink = (strength * 255).astype(np.uint8)
+    ink: np.ndarray = (strength * 255).astype(np.uint8)
     if thickness > 1:
         ink = cv2.dilate(ink, np.ones((thickness, thickness), np.uint8))
     return Image.fromarray(255 - ink, mode="L")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -50,7 +51,7 @@ class HED(nn.Module):
         for i, convs in enumerate(self.blocks.values()):
             if i > 0:
                 x = F.max_pool2d(x, 2, 2, ceil_mode=True)  # Keras 'same' pooling keeps the odd row
-            for conv in convs:
+            for conv in cast(nn.ModuleList, convs):
                 x = F.relu(conv(x))
             side = self.sides[i](x)
             if i > 0:
@@ -69,14 +70,15 @@ class HED(nn.Module):
             if weight.shape != conv.weight.shape:
                 raise ValueError(f"HED weight shape {tuple(weight.shape)} != {tuple(conv.weight.shape)}")
             conv.weight.data.copy_(weight)
+            assert conv.bias is not None
             conv.bias.data.copy_(torch.from_numpy(bias))
 
         with h5py.File(path, "r") as f:
             for name, convs in self.blocks.items():
-                for i, conv in enumerate(convs):
-                    conv_from(f[f"{name}/layers/conv2d" + ("" if i == 0 else f"_{i}")], conv)
+                for i, conv in enumerate(cast(nn.ModuleList, convs)):
+                    conv_from(f[f"{name}/layers/conv2d" + ("" if i == 0 else f"_{i}")], cast(nn.Conv2d, conv))
             for i, side in enumerate(self.sides, start=1):
-                conv_from(f[f"dsn{i}"], side)
+                conv_from(f[f"dsn{i}"], cast(nn.Conv2d, side))
             conv_from(f["fuse"], self.fuse)
 
 

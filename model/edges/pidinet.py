@@ -9,6 +9,7 @@ ad: kernel minus its clockwise-rotated self; rd: a 5x5 kernel of outer-minus-inn
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -69,7 +70,7 @@ class _CDCM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(F.relu(x))
-        return sum(getattr(self, f"conv2_{i}")(x) for i in range(1, 5))  # type: ignore[return-value]
+        return sum(getattr(self, f"conv2_{i}")(x) for i in range(1, 5))
 
 
 class _CSAM(nn.Module):
@@ -88,7 +89,7 @@ class _MapReduce(nn.Module):
         self.conv = nn.Conv2d(channels, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)  # type: ignore[no-any-return]
+        return self.conv(x)
 
 
 class PiDiNet(nn.Module):
@@ -133,7 +134,7 @@ class PiDiNet(nn.Module):
         for name, kind in zip(convs, PDC_PATTERN, strict=True):
             key = f"{name}.weight"
             folded = fold_pdc(kind, state[key])
-            module = self.get_submodule(name)
+            module = cast(nn.Conv2d, self.get_submodule(name))
             if folded.shape[-1] == 5:  # rd: a 5x5 kernel, same output size with padding 2
                 module.kernel_size, module.padding = (5, 5), (2, 2)
                 module.weight = nn.Parameter(torch.empty_like(folded))

@@ -21,9 +21,19 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite under data_dir")
     checkpoint: Path = Field(DEFAULT_CHECKPOINT, description="CSCAN checkpoint (.safetensors)")
     admin_token: SecretStr | None = Field(None, description="bearer token for /admin; >= 16 characters")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the network runs")
+    index_device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where FAISS searches")
+    encoder_backend: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="auto: ONNX Runtime on a CPU when installed, else PyTorch"
+    )
+    onnx_cache_dir: Path | None = Field(
+        None, description="exported ONNX branches, by checkpoint checksum; default: under data_dir"
+    )
     max_upload_bytes: int = Field(5 * 1024 * 1024, gt=0)
-    max_pixels: int = Field(40_000_000, gt=0, description="largest image (width x height) decoded")
+    max_pixels: int = Field(40_000_000, gt=0, description="largest photo (width x height) decoded")
+    max_sketch_pixels: int = Field(
+        4_194_304, gt=0, description="largest sketch decoded (2048x2048): a drawing needs no more"
+    )
     max_pending_encodes: int = Field(16, gt=0, description="queued sketch encodes before answering 429")
     preprocess_threads: int = Field(2, gt=0, le=64, description="threads decoding and preparing sketches")
     encode_max_batch: int = Field(16, gt=0, le=256, description="most sketches encoded in one network call")
@@ -45,6 +55,10 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("sqlite", "postgresql")):
             raise ValueError("must be a sqlite:// or postgresql:// URL")
         return value
+
+    @property
+    def onnx_cache(self) -> Path:
+        return self.onnx_cache_dir or self.data_dir / "cache" / "onnx"
 
     @property
     def resolved_database_url(self) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,29 +22,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
-from app.db.models import Gallery, ImageRecord, IndexVersion, Job
-from app.settings import Settings
-from indexer.code_cache import CodeCache
-from indexer.datasets import IMAGE_EXTENSIONS
-from indexer.index_files import IndexType, Manifest, build_faiss_index, remove_version, write_version
-from indexer.locks import gallery_lock
+from catalog.code_cache import CodeCache
+from catalog.db.models import Gallery, ImageExclusion, ImageRecord, IndexVersion
+from catalog.enums import ImageOrigin, VersionState
+from catalog.index_store import IndexSpec, IndexType, Manifest, build_index, remove_version, write_version
+from catalog.locks import gallery_lock
+from catalog.scan import Candidate, scan_source
+from catalog.settings import Settings
 from model.edges.cache import EdgeCache
 from model.factory import Encoder
 from model.imageio import ImageRejected, decode_image, read_size
 
 log = logging.getLogger(__name__)
 KEEP_VERSIONS = 2
-
-
-@dataclass
-class Candidate:
-    path: Path
-    label: str | None
-    origin: str
-    sha256: str = ""
-    size_bytes: int = 0
-    width: int = 0
-    height: int = 0
+HEARTBEAT_SECONDS = 5.0
 
 
 @dataclass
@@ -63,20 +54,6 @@ def gallery_dir(settings: Settings, name: str) -> Path:
     return settings.data_dir / "indexes" / hashlib.sha1(name.encode()).hexdigest()[:12]
 
 
-def scan_source(source: Path) -> list[Candidate]:
-    """Images below ``source``; a photo's label is its folder's name unless it sits in the root.
-
-    Symlinked folders are followed (a gallery is often assembled from links to photo folders)."""
-    found = []
-    for folder, _dirs, files in os.walk(source, followlinks=True):
-        parent = Path(folder)
-        for name in files:
-            path = parent / name
-            if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
-                found.append(Candidate(path, parent.name if parent != source else None, "source"))
-    return sorted(found, key=lambda c: c.path)
-
-
 ProgressFn = Callable[[int, int], None]
 
 
@@ -87,7 +64,7 @@ class GalleryBuilder:
         sessions: sessionmaker[Session],
         encoder: Encoder,
         batch_size: int = 32,
-        index_type: IndexType = "flat",
+        index_type: IndexType = IndexType.FLAT,
         show_progress: bool = True,
     ) -> None:
         self.settings = settings
@@ -124,16 +101,33 @@ class GalleryBuilder:
         with self.sessions() as session:
             uploads = session.scalars(
                 select(ImageRecord).where(
-                    ImageRecord.gallery_id == gallery.id, ImageRecord.origin == "upload"
+                    ImageRecord.gallery_id == gallery.id, ImageRecord.origin == ImageOrigin.UPLOAD
                 )
             ).all()
-            found.extend(Candidate(Path(u.stored_path), u.label, "upload") for u in uploads)
+            found.extend(Candidate(Path(u.stored_path), u.label, ImageOrigin.UPLOAD) for u in uploads)
         return found
 
-    def _fingerprint(self, candidates: list[Candidate], failed: list[dict[str, str]]) -> list[Candidate]:
-        """sha256 and header-checked size of every file; duplicates (same content) are kept once."""
+    def _excluded(self, gallery: Gallery) -> set[str]:
+        """Photos deleted through the admin API that the source folder still holds."""
+        with self.sessions() as session:
+            rows = session.scalars(
+                select(ImageExclusion.sha256).where(ImageExclusion.gallery_id == gallery.id)
+            )
+            return set(rows)
+
+    def _fingerprint(
+        self, candidates: list[Candidate], failed: list[dict[str, str]], progress: ProgressFn | None
+    ) -> list[Candidate]:
+        """sha256 and header-checked size of every file; duplicates (same content) are kept once.
+
+        Reading a large gallery takes minutes: progress is reported (0 of N done) every few seconds so
+        the job's heartbeat stays fresh and no other worker takes it over as abandoned."""
         unique: dict[str, Candidate] = {}
+        last_beat = time.monotonic()
         for cand in tqdm(candidates, desc="scan", unit="img", disable=not self.show_progress):
+            if progress and time.monotonic() - last_beat > HEARTBEAT_SECONDS:
+                progress(0, len(candidates))
+                last_beat = time.monotonic()
             try:
                 data = cand.path.read_bytes()
             except OSError as exc:
@@ -179,7 +173,7 @@ class GalleryBuilder:
                 ok.append(cand)
             if images:
                 edges = self.edges.get_many([c.sha256 for c in ok], images) if self.edges else None
-                packed = self.encoder.pack(self.encoder.photo_codes(images, edges))
+                packed = self.encoder.encode_photos(images, edges, self.batch_size).packed
                 for cand, code in zip(ok, packed, strict=True):
                     self.codes.put(cand.sha256, code)
                     codes[cand.sha256] = code
@@ -200,9 +194,10 @@ class GalleryBuilder:
                 for img in session.scalars(select(ImageRecord).where(ImageRecord.gallery_id == gallery.id))
             }
             keep = {c.sha256 for c in indexed}
-            for sha, img in existing.items():
-                if sha not in keep and (img.origin == "source" or not Path(img.stored_path).exists()):
-                    session.delete(img)  # vanished from the source folder, or an upload whose file is gone
+            for sha, old in existing.items():
+                gone = old.origin == ImageOrigin.SOURCE or not Path(old.stored_path).exists()
+                if sha not in keep and gone:
+                    session.delete(old)  # vanished from the source folder, or an upload whose file is gone
                     report.removed += 1
             rows: list[ImageRecord] = []
             for cand in indexed:
@@ -219,7 +214,7 @@ class GalleryBuilder:
                         origin=cand.origin,
                     )
                     session.add(img)
-                elif img.origin == "source":
+                elif img.origin == ImageOrigin.SOURCE:
                     img.stored_path, img.label = str(cand.path), cand.label
                 rows.append(img)
             session.flush()
@@ -229,23 +224,26 @@ class GalleryBuilder:
                 if rows
                 else np.zeros((0, self.encoder.bits // 8), dtype=np.uint8)
             )
-            index = build_faiss_index(matrix, ids, self.encoder.bits, self.index_type)
+            spec = IndexSpec.for_type(self.index_type, len(rows))
+            index = build_index(matrix, self.encoder.bits, spec)
             manifest = Manifest(
                 model_checksum=self.encoder.checksum,
                 bits=self.encoder.bits,
                 count=len(rows),
                 created=datetime.now(UTC).isoformat(),
                 source=gallery.source_dir,
-                index_type=self.index_type,
+                factory=spec.factory,
+                params=spec.params,
+                gallery_id=gallery.id,
             )
-            path = write_version(gallery_dir(self.settings, gallery.name), index, manifest)
+            path = write_version(gallery_dir(self.settings, gallery.name), index, ids, manifest)
             version = IndexVersion(
                 gallery_id=gallery.id,
                 model_checksum=self.encoder.checksum,
                 bits=self.encoder.bits,
                 count=len(rows),
                 path=str(path),
-                state="ready",
+                state=VersionState.READY,
             )
             session.add(version)
             session.flush()
@@ -255,13 +253,13 @@ class GalleryBuilder:
         with self.sessions.begin() as session:
             for old in session.scalars(
                 select(IndexVersion).where(
-                    IndexVersion.gallery_id == gallery.id, IndexVersion.state == "active"
+                    IndexVersion.gallery_id == gallery.id, IndexVersion.state == VersionState.ACTIVE
                 )
             ):
-                old.state = "retired"
+                old.state = VersionState.RETIRED
             version = session.get(IndexVersion, version_id)
             assert version is not None
-            version.state, version.activated_at = "active", datetime.now(UTC)
+            version.state, version.activated_at = VersionState.ACTIVE, datetime.now(UTC)
 
     def _prune(self, gallery: Gallery) -> None:
         """Keep the newest versions (the active one and its predecessor); drop the rest and orphans."""
@@ -272,7 +270,7 @@ class GalleryBuilder:
                 .order_by(IndexVersion.created_at.desc(), IndexVersion.id.desc())
             ).all()
             for old in versions[KEEP_VERSIONS:]:
-                if old.state != "active":
+                if old.state != VersionState.ACTIVE:
                     remove_version(Path(old.path))
                     session.delete(old)
             known = {Path(v.path).name for v in versions[:KEEP_VERSIONS]}
@@ -281,27 +279,20 @@ class GalleryBuilder:
             if child.name not in known:  # a crashed build's leftovers
                 remove_version(child)
 
-    def _record_failures(self, job_id: int | None, failed: list[dict[str, str]]) -> None:
-        if job_id is None:
-            return
-        with self.sessions.begin() as session:
-            job = session.get(Job, job_id)
-            if job is not None:
-                job.failed_items = list(failed)
-
     # -- entry point -------------------------------------------------------------------------------------
     def build(
         self,
         gallery_name: str,
         source: Path | None = None,
-        job_id: int | None = None,
         progress: ProgressFn | None = None,
     ) -> BuildReport:
         lock_dir = self.settings.data_dir / "locks"
         with gallery_lock(lock_dir, gallery_name):
             report = BuildReport(gallery_name)
             gallery = self._gallery(gallery_name, source.resolve() if source else None)
-            candidates = self._fingerprint(self._candidates(gallery), report.failed)
+            candidates = self._fingerprint(self._candidates(gallery), report.failed, progress)
+            excluded = self._excluded(gallery)
+            candidates = [c for c in candidates if c.sha256 not in excluded]
             codes: dict[str, np.ndarray] = {}
             todo = []
             for cand in candidates:
@@ -321,7 +312,6 @@ class GalleryBuilder:
             assert report.version_id is not None
             self._activate(gallery, report.version_id)
             self._prune(gallery)
-            self._record_failures(job_id, report.failed)
             log.info(
                 "gallery %s: version %s with %d images (%d encoded, %d reused, %d failed, %d removed)",
                 gallery_name,

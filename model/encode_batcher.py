@@ -18,8 +18,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import numpy as np
 import torch
+
+from model.factory import Codes
 
 
 class Busy(Exception):
@@ -29,13 +30,11 @@ class Busy(Exception):
 @dataclass
 class _Request:
     batch: torch.Tensor
-    future: asyncio.Future[np.ndarray]
+    future: asyncio.Future[Codes]
     loop: asyncio.AbstractEventLoop
 
 
-def _resolve(
-    future: asyncio.Future[np.ndarray], result: np.ndarray | None, error: BaseException | None
-) -> None:
+def _resolve(future: asyncio.Future[Codes], result: Codes | None, error: BaseException | None) -> None:
     if future.done():  # the request was cancelled (client gone) while it waited
         return
     if error is not None:
@@ -47,7 +46,7 @@ def _resolve(
 class EncodeBatcher:
     def __init__(
         self,
-        encode_batch: Callable[[torch.Tensor], np.ndarray],
+        encode_batch: Callable[[torch.Tensor], Codes],
         max_batch: int,
         max_pending: int,
         preprocess_threads: int,
@@ -68,7 +67,7 @@ class EncodeBatcher:
     def pending(self) -> int:
         return self._pending
 
-    async def encode(self, prepare: Callable[[], torch.Tensor]) -> np.ndarray:
+    async def encode(self, prepare: Callable[[], torch.Tensor]) -> Codes:
         """Codes (one row per image) for the batch ``prepare`` returns; its errors reach the caller."""
         with self._lock:
             if self._pending >= self.max_pending:
@@ -77,7 +76,7 @@ class EncodeBatcher:
         try:
             loop = asyncio.get_running_loop()
             batch = await loop.run_in_executor(self._preprocess, prepare)
-            future: asyncio.Future[np.ndarray] = loop.create_future()
+            future: asyncio.Future[Codes] = loop.create_future()
             self._queue.put(_Request(batch, future, loop))
             return await future
         finally:

@@ -9,13 +9,13 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
 
-from indexer.datasets import Item
 from model.checkpoint import Checkpoint, save_checkpoint
 from model.config import ModelConfig
 from model.cscan import CSCAN
@@ -23,6 +23,7 @@ from model.edges import build_edge_detector
 from model.edges.cache import EdgeCache, content_hash
 from model.losses import LossWeights, NegativeMining, cscan_loss
 from model.preprocessing import SketchAugment, preprocess_photo_pair, preprocess_sketch
+from training.datasets import Item
 
 
 @dataclass
@@ -72,7 +73,7 @@ class TrainData:
     sketch_only_labels: list[int] = field(default_factory=list)
 
 
-def load_photos(items: list[Item], config: ModelConfig, cache_dir: Path | None, device: str = "cpu"):  # type: ignore[no-untyped-def]
+def load_photos(items: list[Item], config: ModelConfig, cache_dir: Path | None, device: str = "cpu"):
     """Decode photos and get their edge maps (from the cache when there)."""
     photos, hashes = [], []
     for item in tqdm(items, desc="photos", unit="img"):
@@ -164,7 +165,8 @@ def backbone_batch_norms(model: CSCAN) -> list[torch.nn.Module]:
 
 
 def param_groups(model: CSCAN, train: TrainConfig) -> list[dict]:
-    backbone, heads = [], []
+    backbone: list[torch.nn.Parameter] = []
+    heads: list[torch.nn.Parameter] = []
     frozen = set()
     if train.freeze_low_level:
         frozen = {id(p) for m in low_level_modules(model) for p in m.parameters()}
@@ -195,7 +197,7 @@ def warm_start(model: CSCAN, init: Checkpoint) -> None:
     model.load_state_dict(state)
 
 
-def sketch_only_loss(model: CSCAN, data: TrainData, config: ModelConfig, train: TrainConfig, augment, device):  # type: ignore[no-untyped-def]
+def sketch_only_loss(model: CSCAN, data: TrainData, config: ModelConfig, train: TrainConfig, augment, device):
     """Cross-entropy of the sketch classifier on a few sketches that have no photo to pair with."""
     picks = random.sample(range(len(data.sketch_only)), min(train.sketch_only_batch, len(data.sketch_only)))
     x = torch.stack([preprocess_sketch(data.sketch_only[i], config.image_size, augment) for i in picks])
@@ -213,7 +215,7 @@ class Trainer:
         train: TrainConfig,
         data: TrainData,
         out_dir: Path,
-        evaluate=None,  # type: ignore[no-untyped-def]
+        evaluate=None,
         device: str = "cpu",
         info: dict | None = None,
         init: Checkpoint | None = None,
@@ -332,7 +334,7 @@ class Trainer:
                 for key, value in values.items():
                     sums[key] += value
                 bar.set_postfix({k: f"{v / (step + 1):.3f}" for k, v in sums.items()})
-            record = {k: v / self.steps_per_epoch for k, v in sums.items()}
+            record: dict[str, Any] = {k: v / self.steps_per_epoch for k, v in sums.items()}
             record["epoch"] = epoch + 1
             record["seconds"] = time.monotonic() - epoch_start
             last = epoch + 1 == self.train.epochs

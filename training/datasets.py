@@ -12,7 +12,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp"}
+from model.imageio import IMAGE_EXTENSIONS
+
 _SKETCHY_SKETCH = re.compile(r"^(?P<photo>.+)-\d+$")
 
 

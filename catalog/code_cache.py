@@ -3,11 +3,11 @@ this model, and a build killed midway resumes from what it had already encoded."
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from catalog.files import atomic_write
 
 
 class CodeCache:
@@ -28,9 +28,5 @@ class CodeCache:
         return np.frombuffer(data, dtype=np.uint8)
 
     def put(self, sha256: str, code: np.ndarray) -> None:
-        path = self._path(sha256)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(np.ascontiguousarray(code, dtype=np.uint8).tobytes())
-        os.replace(tmp, path)
+        # A lost entry is recomputed, so no fsync: a build writes thousands of these.
+        atomic_write(self._path(sha256), np.ascontiguousarray(code, dtype=np.uint8).tobytes(), durable=False)

@@ -1,0 +1,26 @@
+"""FastAPI dependencies: the running service's state, and the admin token check."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from app.errors import APIError
+from app.guards import admin_refusal
+from app.state import ServiceState
+
+
+def get_state(request: Request) -> ServiceState:
+    return request.app.state.service
+
+
+State = Annotated[ServiceState, Depends(get_state)]
+
+
+def require_admin(state: State, authorization: Annotated[str | None, Header()] = None) -> None:
+    """Also checked by app.guards.AdminTokenFirst before the body is read; here for the OpenAPI
+    security description and as a second line should a route be mounted outside the guarded prefixes."""
+    refusal = admin_refusal(state.settings, authorization)
+    if refusal is not None:
+        raise APIError(*refusal)

@@ -1,0 +1,147 @@
+"""Every JSON answer of the API as a Pydantic model, so OpenAPI documents each one, errors included."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Path
+from pydantic import BaseModel, ConfigDict, Field
+
+from catalog.enums import JobKind, JobState, VersionState
+
+# Database ids are 32-bit on PostgreSQL: a larger number can name nothing, so it is a 422, not a query.
+DbId = Annotated[int, Path(ge=1, le=2**31 - 1, description="a database id")]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="short machine-readable cause, e.g. not_png, unknown_gallery")
+    message: str = Field(description="what went wrong, for a person")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Match(BaseModel):
+    rank: int
+    image_id: int
+    label: str | None
+    url: str
+    thumbnail_url: str
+    hamming_distance: int = Field(description="bits that differ between the sketch's and the photo's code")
+    similarity: float = Field(description="1 - hamming_distance / bits")
+    distance: float = Field(
+        description="re-ranking distance: squared L2 from the sketch's continuous code to the photo's bits"
+    )
+
+
+class SearchResponse(BaseModel):
+    gallery: str
+    index_version: int
+    bits: int
+    took_ms: float
+    results: list[Match]
+
+
+class GalleryInfo(BaseModel):
+    name: str
+    indexed: bool
+    image_count: int
+
+
+class Orm(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class IndexVersionOut(Orm):
+    id: int
+    state: VersionState
+    bits: int
+    count: int
+    model_checksum: str
+    created_at: datetime
+    activated_at: datetime | None
+
+
+class AdminGallery(Orm):
+    id: int
+    name: str
+    source_dir: str | None
+
+
+class AdminGalleryStatus(AdminGallery):
+    image_count: int
+    active_version: IndexVersionOut | None
+
+
+class FailedItem(BaseModel):
+    path: str
+    reason: str
+
+
+class JobOut(Orm):
+    id: int
+    kind: JobKind
+    gallery_id: int | None
+    state: JobState
+    processed: int
+    total: int
+    failed_items: list[FailedItem]
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobCreated(BaseModel):
+    job_id: int
+
+
+class UploadedImage(BaseModel):
+    image_id: int
+    filename: str
+    sha256: str
+    duplicate: bool = Field(description="the gallery already held this photo; nothing new was stored")
+
+
+class UploadResponse(BaseModel):
+    images: list[UploadedImage]
+
+
+class GalleryVersions(BaseModel):
+    gallery: str
+    serving_version: int | None
+    versions: list[IndexVersionOut]
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    model: bool
+    indexes: list[str]
+    database: bool
+    database_error: str | None = None
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
+    """OpenAPI ``responses=`` entries for the error statuses a route can answer."""
+    return {
+        status: {"model": ErrorResponse, "description": ERROR_DESCRIPTIONS[status]} for status in statuses
+    }
+
+
+ERROR_DESCRIPTIONS = {
+    400: "malformed request",
+    401: "missing or wrong admin token",
+    404: "no such gallery, image or job",
+    409: "conflicts with what is stored, or the gallery has no index yet",
+    413: "too large (body or pixels)",
+    415: "unsupported media type",
+    422: "invalid input",
+    429: "too many searches waiting; retry after the Retry-After seconds",
+    503: "temporarily unavailable (database unavailable, admin disabled)",
+}

@@ -1,0 +1,17 @@
+"""The encoder as the settings describe it: one call shared by the service and the indexer CLI."""
+
+from __future__ import annotations
+
+from catalog.settings import Settings
+from model.factory import Encoder, load_encoder
+
+
+def encoder_for(settings: Settings) -> Encoder:
+    """Raises CheckpointError for a bad checkpoint file, RuntimeError for an impossible device/backend."""
+    return load_encoder(
+        settings.checkpoint,
+        settings.device,
+        str(settings.edge_weights) if settings.edge_weights else None,
+        settings.encoder_backend,
+        settings.onnx_cache,
+    )

@@ -1,0 +1,36 @@
+"""Finding galleries by name: the one place that turns an unknown name into NotFound."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from catalog.db.models import Gallery
+from catalog.errors import Invalid, NotFound
+
+
+def get_gallery(session: Session, name: str) -> Gallery:
+    gallery = session.scalar(select(Gallery).where(Gallery.name == name))
+    if gallery is None:
+        raise NotFound("unknown_gallery", f"there is no gallery named {name!r}")
+    return gallery
+
+
+def gallery_names(session: Session) -> list[str]:
+    return list(session.scalars(select(Gallery.name).order_by(Gallery.name)))
+
+
+def resolve_gallery(session: Session, name: str | None, default: str | None) -> str:
+    """The named gallery, else the configured default, else the only one there is."""
+    names = gallery_names(session)
+    if name is None:
+        name = default or (names[0] if len(names) == 1 else None)
+        if name is None:
+            if not names:
+                raise NotFound("no_gallery", "no gallery exists yet: register one with POST /admin/galleries")
+            raise Invalid(
+                "gallery_required", f"several galleries exist; choose one with ?gallery= ({', '.join(names)})"
+            )
+    if name not in names:
+        raise NotFound("unknown_gallery", f"there is no gallery named {name!r}")
+    return name
