@@ -25,10 +25,10 @@ from app.state import ServiceState
 from catalog.db.models import Gallery, ImageExclusion, ImageRecord, IndexVersion, Job
 from catalog.enums import ImageOrigin, VersionState
 from catalog.errors import Conflict, Invalid, NotFound
-from catalog.files import atomic_write
 from catalog.galleries import get_gallery
 from catalog.jobs import enqueue_reindex
 from catalog.scan import check_source_dir
+from model.files import atomic_write
 from model.imageio import ImageRejected, decode_image
 
 UPLOAD_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}

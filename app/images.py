@@ -19,7 +19,7 @@ from app.errors import APIError
 from app.state import ServiceState
 from catalog.db.models import Gallery, ImageRecord
 from catalog.enums import ImageOrigin
-from catalog.files import atomic_write
+from model.files import atomic_write
 from model.imageio import ImageRejected, decode_image
 
 MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}

@@ -68,9 +68,17 @@ async def encode_sketch(state: ServiceState, data: bytes) -> Codes:
         ) from None
 
 
+def _served_index(state: ServiceState, gallery: str | None) -> LoadedIndex | None:
+    """The common case (the page names its gallery) without a database query or a thread hop: the named
+    or default gallery is being served. Anything else (no name, unknown, no index) takes the full path."""
+    name = gallery or state.settings.default_gallery
+    return state.indexes.get(name) if name is not None else None
+
+
 async def search(state: ServiceState, data: bytes, gallery: str | None, k: int) -> SearchResponse:
     started = time.perf_counter()
-    index = await run_in_threadpool(_index_for, state, gallery)
+    served = _served_index(state, gallery)
+    index = served if served is not None else await run_in_threadpool(_index_for, state, gallery)
     codes = await encode_sketch(state, data)
 
     def ranked() -> list[RankedImage]:

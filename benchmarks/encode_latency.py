@@ -77,6 +77,24 @@ def other_variants(encoder, sketches: list[Image.Image], repeats: int) -> list[d
     return rows
 
 
+def smaller_inputs(checkpoint: Path, sketches: list[Image.Image], repeats: int) -> list[dict]:
+    """The same weights fed smaller sketches (mAP at that size: `indexer evaluate --image-size N`)."""
+    rows = []
+    for size in (96, 112):
+        encoder = load_encoder(checkpoint, "cpu", backend="torch")
+        encoder.config.image_size = size
+        one = encoder.prepare_sketches(sketches[:1])
+        rows.append(
+            {
+                "variant": f"smaller input: {size} px (PyTorch; same weights, not retrained)",
+                "encode_batch_1": percentiles(
+                    timed_runs(lambda o=one, e=encoder: e.encode_prepared_sketches(o), repeats)
+                ),
+            }
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
@@ -109,6 +127,7 @@ def main() -> None:
         print(row, flush=True)
         result["backends"].append(row)
     result["tried_and_dropped"] = other_variants(encoders["torch"], sketches, args.repeats)
+    result["tried_and_dropped"] += smaller_inputs(args.checkpoint, sketches, args.repeats)
     write_result(
         "encode_latency",
         result,

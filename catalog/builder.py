@@ -35,6 +35,7 @@ from model.imageio import ImageRejected, decode_image, read_size
 
 log = logging.getLogger(__name__)
 KEEP_VERSIONS = 2
+CPU_BATCH, GPU_BATCH = 32, 256
 HEARTBEAT_SECONDS = 5.0
 
 
@@ -63,14 +64,15 @@ class GalleryBuilder:
         settings: Settings,
         sessions: sessionmaker[Session],
         encoder: Encoder,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         index_type: IndexType = IndexType.FLAT,
         show_progress: bool = True,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.encoder = encoder
-        self.batch_size = batch_size
+        # A GPU encodes (in mixed precision) far more photos per call than a CPU profits from.
+        self.batch_size = batch_size or (GPU_BATCH if encoder.device.type == "cuda" else CPU_BATCH)
         self.index_type = index_type
         self.show_progress = show_progress
         self.codes = CodeCache(settings.data_dir / "cache" / "codes", encoder.checksum, encoder.bits // 8)

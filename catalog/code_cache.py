@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from catalog.files import atomic_write
+from model.files import atomic_write
 
 
 class CodeCache:

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from catalog.db.models import Gallery, IndexVersion
 from catalog.enums import VersionState
-from catalog.files import fsync_dir
+from model.files import fsync_dir
 
 INDEX_FILE = "index.faiss"
 IDS_FILE = "ids.npy"
@@ -191,6 +191,14 @@ class LoadedIndex:
     def __post_init__(self) -> None:
         if self.search_index is None:
             self.search_index = self.index
+        # A flat index stores its codes contiguously: a zero-copy numpy view of them makes reading 300
+        # candidates' codes a fancy index (microseconds) instead of 300 reconstruct() calls.
+        concrete: Any = faiss.downcast_IndexBinary(self.index)
+        self._codes: np.ndarray | None = None
+        if isinstance(concrete, faiss.IndexBinaryFlat) and concrete.ntotal:
+            size = concrete.ntotal * concrete.code_size
+            codes: Any = getattr(concrete, "xb")  # noqa: B009  (SWIG vector, untyped; data() backs the view)
+            self._codes = faiss.rev_swig_ptr(codes.data(), size).reshape(concrete.ntotal, -1)
 
     @property
     def bits(self) -> int:
@@ -204,6 +212,8 @@ class LoadedIndex:
         """The packed codes stored at these positions (for re-ranking the candidates)."""
         if not len(positions):
             return np.zeros((0, self.bits // 8), np.uint8)
+        if self._codes is not None:
+            return self._codes[positions]
         return np.stack([self.index.reconstruct(int(p)) for p in positions])
 
     def search(self, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

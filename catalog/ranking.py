@@ -23,6 +23,7 @@ from model.hashing import asymmetric_distances, unpack_bits
 # (docs/benchmarks/rerank_depth.json): on the dev split, the re-ranked top 100 of 300 candidates equals
 # the exhaustive asymmetric ranking's top 100 for nearly every query; the search stays one FAISS call.
 RERANK_CANDIDATES = 300
+FETCH_SLACK = 16  # rows fetched beyond k, for photos deleted since the index was built
 
 
 @dataclass(frozen=True)
@@ -84,23 +85,24 @@ def resolve(
     else:
         order, asym = np.arange(len(positions)), np.full(len(positions), np.nan)
     ids = index.ids[positions]
-    with sessions() as session:
-        rows = {
-            r.id: r
-            for r in session.scalars(
-                select(ImageRecord).where(
-                    ImageRecord.gallery_id == index.gallery_id, ImageRecord.id.in_([int(i) for i in ids])
-                )
-            )
-        }
     results: list[RankedImage] = []
-    for j in order:
-        record = rows.get(int(ids[j]))
-        if record is None:  # deleted since the index was built
-            continue
-        results.append(
-            RankedImage(record.id, record.label, record.stored_path, int(hamming[j]), float(asym[j]))
-        )
-        if len(results) == k:
-            break
+    with sessions() as session:
+        # Rows only for the best candidates, in order; a photo deleted since the build is skipped and the
+        # next chunk fetched, so the common case is one small query.
+        start, chunk = 0, k + FETCH_SLACK
+        while len(results) < k and start < len(order):
+            window = order[start : start + chunk]
+            wanted = [int(ids[j]) for j in window]
+            # Three columns, not ORM objects: this runs on every search.
+            query = select(ImageRecord.id, ImageRecord.label, ImageRecord.stored_path).where(
+                ImageRecord.gallery_id == index.gallery_id, ImageRecord.id.in_(wanted)
+            )
+            rows = {row.id: row for row in session.execute(query)}
+            for j in window:
+                row = rows.get(int(ids[j]))
+                if row is not None and len(results) < k:
+                    results.append(
+                        RankedImage(row.id, row.label, row.stored_path, int(hamming[j]), float(asym[j]))
+                    )
+            start += chunk
     return results

@@ -51,7 +51,9 @@ def migrate() -> None:
 def build(
     gallery: Annotated[str, typer.Option(help="gallery name (registered if new)")],
     source: Annotated[Path | None, typer.Option(help="folder of photos, scanned recursively")] = None,
-    batch_size: int = 32,
+    batch_size: Annotated[
+        int | None, typer.Option(help="photos per network call (32 on CPU, 256 on GPU)")
+    ] = None,
     index_type: Annotated[IndexType, typer.Option(help="flat (exact), hnsw or ivf")] = IndexType.FLAT,
 ) -> None:
     """Encode new or changed photos and write a new index version, then make it active."""

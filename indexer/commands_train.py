@@ -222,15 +222,29 @@ def evaluate(
     device: str = "auto",
     batch: int = 64,
     cache_dir: Path = Path("data/cache/edges"),
+    image_size: Annotated[
+        int | None, typer.Option(help="evaluate at another input size than trained (a speed trial)")
+    ] = None,
     record: Annotated[
         str | None, typer.Option(help="store the metrics in the checkpoint under this key (release step)")
     ] = None,
 ) -> None:
     """Tie-aware Hamming mAP (full ranking), mAP@200, P@10, P@200, and the same for continuous codes."""
     started = time.monotonic()
-    encoder = load_encoder(checkpoint, device)
+    if image_size is not None:  # a trial at another input size (the ONNX export is fixed to the trained one)
+        encoder = load_encoder(checkpoint, device, backend="torch")
+        encoder.config.image_size = image_size
+    else:
+        encoder = load_encoder(checkpoint, device)
     query_items, gallery_items = read_items(queries, root), read_items(gallery, root)
-    classes = sorted({i.label for i in query_items} | {i.label for i in gallery_items})
+    gallery_classes = {i.label for i in gallery_items}
+    unmatched = [i for i in query_items if i.label not in gallery_classes]
+    if unmatched:  # e.g. TU-Berlin classes without photos: nothing to retrieve, AP undefined
+        query_items = [i for i in query_items if i.label in gallery_classes]
+        typer.echo(f"skipped {len(unmatched)} queries whose class has no photo in the gallery", err=True)
+    if not query_items:
+        raise typer.BadParameter("no query shares a class with the gallery")
+    classes = sorted({i.label for i in query_items} | gallery_classes)
     index = {c: i for i, c in enumerate(classes)}
     q_labels = np.array([index[i.label] for i in query_items])
     g_labels = np.array([index[i.label] for i in gallery_items])
@@ -240,6 +254,7 @@ def evaluate(
     gallery_set = EncodedSet(encoder.encode_photos(photos, edges, batch), g_labels)
     result = score(queries_set, gallery_set, encoder.bits)
     result["checkpoint"] = str(checkpoint)
+    result["skipped_queries_without_photos"] = len(unmatched)
     result["seconds"] = round(time.monotonic() - started, 1)
     typer.echo(json.dumps(result, indent=2))
     if json_out:

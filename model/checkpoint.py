@@ -17,6 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from model.config import ModelConfig
+from model.files import atomic_write
 
 FORMAT = "cscan-checkpoint/1"
 CODE_VERSION = "0.1.0"
@@ -54,9 +55,7 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint, half: bool = True)
         "info": json.dumps(checkpoint.info),
         "code_version": CODE_VERSION,
     }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

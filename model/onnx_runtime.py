@@ -9,8 +9,6 @@ checkpoint and cached on disk by its checksum, so a restart loads them in a frac
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import numpy as np
 import torch
 
 from model.cscan import CSCAN
+from model.files import atomic_write
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -56,25 +55,21 @@ class _PhotoOnly(_Photo):
 
 
 def _export(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], names: list[str], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
-    os.close(fd)
-    try:
+    def write(tmp: Path) -> None:
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
             torch.onnx.export(
                 module.eval(),
                 inputs,
-                tmp,
+                str(tmp),
                 input_names=names,
                 output_names=["codes"],
                 dynamic_axes={name: {0: "batch"} for name in names},
                 opset_version=OPSET,
                 dynamo=False,
             )
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+
+    atomic_write(path, write)
 
 
 class OnnxBranches:
@@ -102,6 +97,9 @@ class OnnxBranches:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # No busy-waiting between calls: spinning threads would take the cores from the rest of the
+        # request (decoding, ranking, HTTP) on a small machine.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         self._sketch = ort.InferenceSession(str(sketch_path), options, providers=providers)
         self._photo = ort.InferenceSession(str(photo_path), options, providers=providers)

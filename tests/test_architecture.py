@@ -36,11 +36,11 @@ def test_the_repository_keeps_its_layers(tmp_path: Path) -> None:
 
 def test_an_upward_import_is_caught(tmp_path: Path) -> None:
     root = copy_tree(tmp_path)
-    with open(root / "catalog" / "files.py", "a") as f:
+    with open(root / "catalog" / "code_cache.py", "a") as f:
         f.write("\nfrom app import schemas  # noqa: E402,F401  (points up: must be refused)\n")
     result = lint_imports(root)
     assert result.returncode != 0
-    assert "catalog.files -> app.schemas" in result.stdout
+    assert "catalog.code_cache -> app.schemas" in result.stdout
 
 
 def test_the_service_may_not_import_the_cli_or_training(tmp_path: Path) -> None:

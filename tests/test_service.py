@@ -188,7 +188,8 @@ def test_admin_auth(client: TestClient) -> None:
     r = client.get("/admin/galleries", headers={"Authorization": "Bearer wrong-token-wrong-token"})
     assert r.status_code == 401 and error_code(r) == "unauthorized"
     assert client.get("/admin/galleries", headers={"Authorization": f"Basic {TOKEN}"}).status_code == 401
-    assert client.get("/admin/galleries", headers=AUTH).status_code == 200
+    listed = client.get("/admin/galleries", headers=AUTH)
+    assert listed.status_code == 200 and [g["name"] for g in listed.json()] == ["demo"]
 
 
 def test_admin_galleries_uploads_and_reindex(client: TestClient, tmp_path: Path, sketchy: Path) -> None:

@@ -15,8 +15,9 @@ from PIL import Image, ImageDraw, ImageOps
 def training_curve(history: list[dict], out: Path) -> None:
     epochs = [h["epoch"] for h in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for key in ("total", "triplet", "cls", "quant"):
-        ax1.plot(epochs, [h[key] for h in history], marker="o", label=key)
+    for key in ("total", "triplet", "cls", "quant", "sketch_only_cls"):
+        if key in history[0]:
+            ax1.plot(epochs, [h[key] for h in history], marker="o", label=key)
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("training loss (epoch mean)")
     ax1.set_yscale("log")
@@ -26,6 +27,13 @@ def training_curve(history: list[dict], out: Path) -> None:
         ax2.plot([e for e, _ in val], [v["mAP"] for _, v in val], marker="o", label="Hamming mAP")
         if "cont_mAP" in val[0][1]:
             ax2.plot([e for e, _ in val], [v["cont_mAP"] for _, v in val], marker="s", label="continuous mAP")
+        if "extra_mAP" in val[0][1]:
+            ax2.plot(
+                [e for e, _ in val],
+                [v["extra_mAP"] for _, v in val],
+                marker="^",
+                label="drawn from memory (TU-Berlin)",
+            )
         ax2.set_xlabel("epoch")
         ax2.set_ylabel("validation mAP")
         ax2.legend()

@@ -21,6 +21,7 @@ from model.config import ModelConfig
 from model.cscan import CSCAN
 from model.edges import build_edge_detector
 from model.edges.cache import EdgeCache, content_hash
+from model.files import atomic_write
 from model.losses import LossWeights, NegativeMining, cscan_loss
 from model.preprocessing import SketchAugment, preprocess_photo_pair, preprocess_sketch
 from training.datasets import Item
@@ -277,9 +278,7 @@ class Trainer:
             "py_random": random.getstate(),
             "torch_random": torch.get_rng_state(),
         }
-        tmp = self.state_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(self.state_path)
+        atomic_write(self.state_path, lambda tmp: torch.save(state, tmp))
 
     def checkpoint(self, metrics: dict | None = None) -> Checkpoint:
         info = dict(self.info)

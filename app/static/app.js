@@ -121,7 +121,7 @@ function showResults(results) {
     meta.className = "meta";
     const label = document.createElement("strong");
     label.textContent = `${m.rank}. ${m.label ? m.label.replaceAll("_", " ") : "—"}`;
-    meta.append(label, `distance ${m.hamming_distance} · ${(m.similarity * 100).toFixed(0)}%`);
+    meta.append(label, `${(m.similarity * 100).toFixed(0)}% · ${m.hamming_distance} bits differ`);
     a.append(img, meta);
     li.append(a);
     return li;

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 from PIL import Image
 
 from model.edges.base import EdgeDetector
+from model.files import atomic_write
 
 
 def content_hash(data: bytes) -> str:
@@ -45,8 +44,5 @@ class EdgeCache:
 
     @staticmethod
     def _store(path: Path, edge: Image.Image) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        edge.save(tmp, format="PNG")
-        os.replace(tmp, path)  # readers never see a half-written file
+        # a cache: a lost entry is recomputed, so no fsync; readers never see a half-written file
+        atomic_write(path, lambda tmp: edge.save(tmp, format="PNG"), durable=False)

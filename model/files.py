@@ -1,4 +1,7 @@
-"""Crash-safe file writes: a reader sees the old file or the complete new one, never a torn one."""
+"""Crash-safe file writes: a reader sees the old file or the complete new one, never a torn one.
+
+At the bottom layer so that every writer (checkpoints, training state, edge and ONNX caches, code cache,
+uploads, thumbnails) uses the one helper."""
 
 from __future__ import annotations
 
