@@ -10,6 +10,8 @@ work with ``--root ../shared/data``. Deterministic (fixed seed), so rerunning it
 - ``unseen/train_photos.txt``: the other 2,500 photos.
 - ``unseen/train_sketches.txt``: the shared training sketches minus those drawn from a held-out photo,
   so a model trained on these lists has seen nothing of the unseen gallery.
+- ``unseen/seen_control.txt``: 5 *training* photos of every class (the first by name), a gallery of the
+  same size and classes that the model did see: the control for the unseen gallery.
 - ``tuberlin_train.txt`` / ``tuberlin_val.txt``: TU-Berlin sketches drawn from memory, 10 of every class
   held out for validation (never for test: there is no TU-Berlin test split here).
 
@@ -73,6 +75,12 @@ def main() -> None:
     (args.out / "unseen").mkdir(exist_ok=True)
     write(args.out, "unseen/gallery.txt", sorted(unseen))
     write(args.out, "unseen/train_photos.txt", [r for r in photos if Path(r[0]).stem not in unseen_ids])
+    seen_by_class: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for row in photos:
+        if Path(row[0]).stem not in unseen_ids:
+            seen_by_class[row[1]].append(row)
+    control = [r for label in sorted(seen_by_class) for r in sorted(seen_by_class[label])[:UNSEEN_PER_CLASS]]
+    write(args.out, "unseen/seen_control.txt", control)
     write(
         args.out,
         "unseen/train_sketches.txt",

@@ -46,6 +46,8 @@ def test_unseen_gallery_protocol(sketchy: Path) -> None:
     test_sources = {s.rsplit("-", 1)[0] for s in _stems(splits / "sketchy_test_sketches.txt")}
     assert test_sources <= held  # every test sketch's own photo is in the unseen gallery
     assert len(train_photos) + len(held) == 3125
+    control = _stems(splits / "unseen" / "seen_control.txt")  # same size, photos the model did train on
+    assert len(control) == 625 and control <= train_photos
 
 
 def test_tuberlin_validation_is_apart_from_training(sketchy: Path) -> None:

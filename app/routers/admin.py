@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Response, UploadFile
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from app import admin_service
 from app.deps import State, require_admin
@@ -49,7 +50,9 @@ async def upload_images(
     name: str, files: Annotated[list[UploadFile], File()], state: State
 ) -> UploadResponse:
     payload = [(f.filename or "upload", await f.read()) for f in files]
-    return UploadResponse(images=admin_service.store_uploads(state, name, payload))
+    # decoding up to 20 photos to validate them must not hold the event loop
+    stored = await run_in_threadpool(admin_service.store_uploads, state, name, payload)
+    return UploadResponse(images=stored)
 
 
 @router.delete("/images/{image_id}", status_code=204, responses=error_responses(404, 422))
