@@ -11,10 +11,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from catalog.errors import CatalogError, Conflict, Invalid, NotFound, Unavailable
+from catalog.errors import CatalogError, Conflict, Invalid, NotFound
 
 log = logging.getLogger(__name__)
-CATALOG_STATUS: dict[type[CatalogError], int] = {NotFound: 404, Conflict: 409, Invalid: 422, Unavailable: 503}
+CATALOG_STATUS: dict[type[CatalogError], int] = {NotFound: 404, Conflict: 409, Invalid: 422}
 
 
 class APIError(Exception):

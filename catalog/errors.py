@@ -21,7 +21,3 @@ class Conflict(CatalogError):
 
 class Invalid(CatalogError):
     """The request itself is wrong (a source folder that is not a folder, no files)."""
-
-
-class Unavailable(CatalogError):
-    """Not possible yet: no gallery, no index."""
