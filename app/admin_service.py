@@ -7,6 +7,7 @@ raise the catalog's NotFound, which the error handlers turn into 404.
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import delete, func, select
@@ -16,14 +17,17 @@ from app.errors import APIError
 from app.schemas import (
     AdminGallery,
     AdminGalleryStatus,
+    GalleryDeleted,
     GalleryVersions,
     IndexVersionOut,
     JobOut,
+    JobSummary,
     UploadedImage,
 )
 from app.state import ServiceState
+from catalog import gallery_removal
 from catalog.db.models import Gallery, ImageExclusion, ImageRecord, IndexVersion, Job
-from catalog.enums import ImageOrigin, VersionState
+from catalog.enums import ImageOrigin, JobState, VersionState
 from catalog.errors import Conflict, Invalid, NotFound
 from catalog.galleries import get_gallery
 from catalog.jobs import enqueue_reindex
@@ -91,7 +95,7 @@ def store_uploads(state: ServiceState, name: str, files: list[tuple[str, bytes]]
         if len(data) > limit:
             raise APIError(413, "too_large", f"{filename}: a photo may be at most {limit} bytes")
     checked = [(fn, data, *validate_upload(data, fn, state.settings.max_pixels)) for fn, data in files]
-    root = state.settings.data_dir / "uploads"
+    root = state.settings.upload_dir
     results = []
     with state.sessions.begin() as session:
         gallery = get_gallery(session, name)
@@ -181,3 +185,34 @@ def list_versions(state: ServiceState) -> list[GalleryVersions]:
                 )
             )
         return out
+
+
+def delete_gallery(state: ServiceState, name: str) -> GalleryDeleted:
+    removed = gallery_removal.delete_gallery(state.settings, state.sessions, name)
+    state.indexes.refresh()  # stop serving it here at once; other replicas drop it at their next poll
+    return GalleryDeleted(gallery=name, images_removed=removed)
+
+
+def list_jobs(state: ServiceState, gallery: str | None, limit: int) -> list[JobSummary]:
+    now = datetime.now(UTC)
+    with state.sessions() as session:
+        query = select(Job, Gallery.name).outerjoin(Gallery, Gallery.id == Job.gallery_id)
+        if gallery is not None:
+            query = query.where(Job.gallery_id == get_gallery(session, gallery).id)
+        rows = session.execute(query.order_by(Job.id.desc()).limit(limit)).all()
+        out = []
+        for job, name in rows:
+            started = _aware(job.started_at)
+            end = _aware(job.finished_at) or (now if job.state == JobState.RUNNING else None)
+            duration = round((end - started).total_seconds(), 1) if started and end else None
+            out.append(
+                JobSummary.model_validate(
+                    {**JobOut.model_validate(job).model_dump(), "gallery": name, "duration_s": duration}
+                )
+            )
+        return out
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes (stored as UTC)."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment

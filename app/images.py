@@ -65,7 +65,7 @@ def image_record(state: ServiceState, image_id: int) -> ImageRecord:
         gallery = session.get(Gallery, record.gallery_id) if record is not None else None
     if record is None or gallery is None:
         raise APIError(404, "unknown_image", f"there is no image with id {image_id}")
-    if not _reachable(record, gallery, state.settings.data_dir / "uploads") or not _same_content(record):
+    if not _reachable(record, gallery, state.settings.upload_dir) or not _same_content(record):
         raise _gone(image_id)
     return record
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import error_response
+from app.errors import APIError, error_response
 
 MULTIPART_SLACK = 64 * 1024  # form boundaries and headers around the file itself
 
@@ -64,3 +66,22 @@ class BodySizeLimit:
         except BodyTooLarge:
             if not started:
                 await too_large(scope, receive, send)
+
+
+class ExplainSlots:
+    """At most ``size`` explanations at once; the others are refused, not queued."""
+
+    def __init__(self, size: int = 1) -> None:
+        self._slots = threading.BoundedSemaphore(size)
+
+    def __enter__(self) -> None:
+        if not self._slots.acquire(blocking=False):
+            raise APIError(
+                429,
+                "busy",
+                "another explanation is being computed; try again in a moment",
+                {"Retry-After": "1"},
+            )
+
+    def __exit__(self, *exc: object) -> None:
+        self._slots.release()

@@ -23,6 +23,28 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+class ClassGuess(BaseModel):
+    label: str = Field(description="a class the model was trained on")
+    probability: float = Field(description="softmax probability from the model's sketch classifier")
+
+
+class Heatmap(BaseModel):
+    png: str = Field(description="data: URI of an RGBA PNG heat map, stretched to the mask's own range")
+    mask_min: float = Field(description="the raw mask's smallest value (attention weights lie in 0..1)")
+    mask_max: float = Field(description="the raw mask's largest value")
+
+
+class SketchExplanation(Heatmap):
+    box: list[int] = Field(
+        description="where the heat map lies on the sketch as sent: left, top, side in its pixels "
+        "(the network sees the strokes' bounding square; it may reach past the sketch's edges)",
+        min_length=3,
+        max_length=3,
+    )
+    width: int = Field(description="the sketch's width in pixels")
+    height: int = Field(description="the sketch's height in pixels")
+
+
 class Match(BaseModel):
     rank: int
     image_id: int
@@ -32,7 +54,12 @@ class Match(BaseModel):
     hamming_distance: int = Field(description="bits that differ between the sketch's and the photo's code")
     similarity: float = Field(description="1 - hamming_distance / bits")
     distance: float = Field(
-        description="re-ranking distance: squared L2 from the sketch's continuous code to the photo's bits"
+        description="re-ranking distance: squared L2 from the query's continuous code to the photo's bits"
+    )
+    attention: Heatmap | None = Field(
+        default=None,
+        description="with explain=1, for the top results: the photo+edge co-attention mask, cropped to "
+        "the photo's own area so it lies over the photo as shown",
     )
 
 
@@ -41,6 +68,16 @@ class SearchResponse(BaseModel):
     index_version: int
     bits: int
     took_ms: float
+    guesses: list[ClassGuess] = Field(
+        description="what the sketch looks like to the model: its top-5 classes (empty for a photo query)"
+    )
+    label: str | None = Field(
+        description="the label the results were restricted to; null when none was asked for, or the "
+        "gallery has no labels (then nothing is filtered)"
+    )
+    explanation: SketchExplanation | None = Field(
+        default=None, description="with explain=1: the sketch branch's spatial attention mask"
+    )
     results: list[Match]
 
 
@@ -92,6 +129,16 @@ class JobOut(Orm):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class JobSummary(JobOut):
+    gallery: str | None = Field(description="the gallery's name (null once the gallery is gone)")
+    duration_s: float | None = Field(description="from start to finish, or to now while running")
+
+
+class GalleryDeleted(BaseModel):
+    gallery: str
+    images_removed: int
 
 
 class JobCreated(BaseModel):

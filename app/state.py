@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.limits import ExplainSlots
 from app.metrics import Metrics
 from catalog.live_indexes import IndexManager
 from catalog.settings import Settings
@@ -26,3 +27,5 @@ class ServiceState:
     metrics: Metrics
     worker_thread: threading.Thread | None = None
     worker_stop: threading.Event = field(default_factory=threading.Event)
+    explain_slots: ExplainSlots = field(default_factory=ExplainSlots)
+    labelled_versions: dict[int, bool] = field(default_factory=dict)  # index version -> gallery has labels

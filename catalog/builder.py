@@ -76,9 +76,7 @@ class GalleryBuilder:
         self.index_type = index_type
         self.show_progress = show_progress
         self.codes = CodeCache(settings.data_dir / "cache" / "codes", encoder.checksum, encoder.bits // 8)
-        self.edges = (
-            EdgeCache(settings.data_dir / "cache" / "edges", encoder.edges) if encoder.edges else None
-        )
+        self.edges = EdgeCache(settings.edge_cache, encoder.edges) if encoder.edges else None
 
     # -- steps -------------------------------------------------------------------------------------------
     def _gallery(self, name: str, source: Path | None) -> Gallery:

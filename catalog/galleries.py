@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from catalog.db.models import Gallery
+from catalog.db.models import Gallery, ImageRecord
 from catalog.errors import Invalid, NotFound
 
 
@@ -34,3 +34,9 @@ def resolve_gallery(session: Session, name: str | None, default: str | None) -> 
     if name not in names:
         raise NotFound("unknown_gallery", f"there is no gallery named {name!r}")
     return name
+
+
+def gallery_has_labels(session: Session, gallery_id: int) -> bool:
+    """Whether any photo of the gallery has a label (a folder of class folders has; uploads have not)."""
+    query = select(ImageRecord.id).where(ImageRecord.gallery_id == gallery_id, ImageRecord.label.is_not(None))
+    return session.scalar(query.limit(1)) is not None

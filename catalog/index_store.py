@@ -216,6 +216,11 @@ class LoadedIndex:
             return self._codes[positions]
         return np.stack([self.index.reconstruct(int(p)) for p in positions])
 
+    def position_of(self, image_id: int) -> int | None:
+        """Where an image's code sits in this version; None when it was added after the build."""
+        hits = np.flatnonzero(self.ids == image_id)
+        return int(hits[0]) if len(hits) else None
+
     def search(self, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Hamming distances and positions, nearest first; -1 where the index holds fewer than k."""
         k = max(1, min(k, self.count))

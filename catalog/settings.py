@@ -57,6 +57,15 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def upload_dir(self) -> Path:
+        """Uploaded photos, stored by content hash (shared by galleries holding the same photo)."""
+        return self.data_dir / "uploads"
+
+    @property
+    def edge_cache(self) -> Path:
+        return self.data_dir / "cache" / "edges"
+
+    @property
     def onnx_cache(self) -> Path:
         return self.onnx_cache_dir or self.data_dir / "cache" / "onnx"
 

@@ -79,6 +79,23 @@ class CSCAN(nn.Module):
             low = low * self.sketch_attention(low)
         return torch.sigmoid(self.sketch_hash(self.sketch_high(low)))
 
+    def sketch_mask(self, sketch: torch.Tensor) -> torch.Tensor | None:
+        """The sketch branch's spatial attention mask (N, 1, h, w); None without attention."""
+        if self.sketch_attention is None:
+            return None
+        return self.sketch_attention(self.sketch_low(_channels_last(sketch)))
+
+    def photo_mask(self, photo: torch.Tensor, edge: torch.Tensor | None) -> torch.Tensor | None:
+        """The shared photo+edge co-attention mask (N, 1, h, w); None without attention."""
+        if self.co_attention is None:
+            return None
+        low = self.photo_low(_channels_last(photo))
+        if self.config.use_edge:
+            if edge is None:
+                raise ValueError("this model uses edge maps: pass the photo's edge map")
+            low = torch.cat([low, self._edge_parts()[0](_channels_last(edge))], dim=1)
+        return self.co_attention(low)
+
     def encode_photo(self, photo: torch.Tensor, edge: torch.Tensor | None) -> torch.Tensor:
         low_photo = self.photo_low(_channels_last(photo))
         if not self.config.use_edge:

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from model import explain
 from model.checkpoint import Checkpoint, CheckpointError, file_checksum, load_checkpoint
 from model.config import ModelConfig
 from model.cscan import CSCAN
 from model.edges import EdgeDetector, build_edge_detector
 from model.hashing import binarise, pack_bits
 from model.onnx_runtime import OnnxBranches, onnx_runtime_available
-from model.preprocessing import preprocess_photo_pair, preprocess_sketch
+from model.preprocessing import letterbox_content, preprocess_photo_pair, preprocess_sketch
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -143,6 +145,49 @@ class Encoder:
                 chunk_edges = self.edge_maps(chunk)
             parts.append(self._encode_photo_batch(chunk, chunk_edges))
         return Codes.concat(parts, self.bits)
+
+    # -- what the network saw ---------------------------------------------------------------------------
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.config.class_names)
+
+    def sketch_class_probabilities(self, continuous: np.ndarray) -> np.ndarray:
+        """(N, classes) softmax of the paper's auxiliary sketch classifier, from the continuous codes the
+        search computed anyway: naming what a drawing looks like costs one 64 x C product."""
+        weight, bias = self._classifier
+        logits = (2 * np.asarray(continuous, np.float32) - 1) @ weight.T + bias
+        logits -= logits.max(axis=1, keepdims=True)
+        exp = np.exp(logits)
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    @cached_property
+    def _classifier(self) -> tuple[np.ndarray, np.ndarray]:
+        layer = self.model.sketch_classifier
+        return layer.weight.detach().float().cpu().numpy(), layer.bias.detach().float().cpu().numpy()
+
+    def sketch_attention(self, batch: torch.Tensor) -> np.ndarray | None:
+        """Attention masks (N, h, w) of preprocessed sketches; None when the model has no attention."""
+        with self._autocast():
+            return explain.sketch_attention(self.model, batch)
+
+    def photo_attention(
+        self, photos: list[Image.Image], edges: Sequence[Image.Image | None] | None
+    ) -> tuple[np.ndarray, list[tuple[float, float, float, float]]] | None:
+        """Co-attention masks (N, h, w) of photos, and each photo's area inside its letterboxed input
+        as fractions (left, top, right, bottom); None when the model has no attention."""
+        pairs = [
+            preprocess_photo_pair(p, edges[i] if edges is not None else None, self.config.image_size)
+            for i, p in enumerate(photos)
+        ]
+        photo_t = torch.stack([p for p, _ in pairs])
+        edge_t = torch.stack([e for _, e in pairs]) if self.config.use_edge else None  # type: ignore[misc]
+        with self._autocast():
+            masks = explain.co_attention(self.model, photo_t, edge_t)
+        if masks is None:
+            return None
+        size = self.config.image_size
+        areas = [tuple(v / size for v in letterbox_content(*p.size, size)) for p in photos]
+        return masks, areas  # type: ignore[return-value]
 
 
 def choose_backend(backend: str, device: torch.device) -> str:

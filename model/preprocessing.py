@@ -61,9 +61,13 @@ def stroke_bbox(gray: Image.Image) -> tuple[int, int, int, int]:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
+def _square_side(w: int, h: int, margin: float) -> int:
+    return round(max(w, h) * (1 + 2 * margin)) + 1
+
+
 def _pad_square(image: Image.Image, margin: float, shift: tuple[float, float] = (0.0, 0.0)) -> Image.Image:
     w, h = image.size
-    side = round(max(w, h) * (1 + 2 * margin)) + 1
+    side = _square_side(w, h, margin)
     canvas = Image.new("L", (side, side), 255)
     x = (side - w) // 2 + int(shift[0] * side)
     y = (side - h) // 2 + int(shift[1] * side)
@@ -96,17 +100,33 @@ def normalise_sketch(image: Image.Image, size: int, augment: SketchAugment | Non
     return square.resize((size, size), Image.Resampling.BILINEAR)
 
 
+def sketch_frame(image: Image.Image) -> tuple[int, int, int]:
+    """Where the network's square input lies in the sketch as drawn: (left, top, side) in its pixels
+    (it may reach past the edges). Lets an attention map be laid back over the drawing."""
+    left, top, right, bottom = stroke_bbox(sketch_to_dark_on_white(image))
+    w, h = right - left, bottom - top
+    side = _square_side(w, h, SKETCH_MARGIN)
+    return left - (side - w) // 2, top - (side - h) // 2, side
+
+
+def letterbox_content(width: int, height: int, size: int) -> tuple[int, int, int, int]:
+    """The photo's own pixels inside its ``letterbox`` square: (left, top, right, bottom)."""
+    scale = size / max(width, height)
+    w, h = max(1, round(width * scale)), max(1, round(height * scale))
+    left, top = (size - w) // 2, (size - h) // 2
+    return left, top, left + w, top + h
+
+
 def preprocess_sketch(image: Image.Image, size: int, augment: SketchAugment | None = None) -> torch.Tensor:
     return to_tensor(normalise_sketch(image, size, augment))
 
 
 def letterbox(image: Image.Image, size: int, fill: int | tuple[int, int, int]) -> Image.Image:
     """Resize keeping the aspect ratio so the longer side is ``size``, then pad to a square."""
-    w, h = image.size
-    scale = size / max(w, h)
-    resized = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
+    left, top, right, bottom = letterbox_content(*image.size, size)
+    resized = image.resize((right - left, bottom - top), Image.Resampling.BILINEAR)
     canvas = Image.new(image.mode, (size, size), fill)
-    canvas.paste(resized, ((size - resized.width) // 2, (size - resized.height) // 2))
+    canvas.paste(resized, (left, top))
     return canvas
 
 

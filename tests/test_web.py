@@ -3,6 +3,7 @@ server with a real index, model and photos."""
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import threading
@@ -16,7 +17,7 @@ import uvicorn
 from app.main import create_app
 from catalog.builder import GalleryBuilder
 from catalog.settings import load_settings
-from tests.helpers import CHECKPOINT, photos_of
+from tests.helpers import CHECKPOINT, SHARED, photos_of
 from tests.postgres import free_port
 
 TOKEN = "web-test-admin-token-1234"
@@ -90,8 +91,6 @@ def draw_cat(page, box) -> None:  # type: ignore[no-untyped-def]
             page.mouse.move(x0 + x * s, y0 + y * s, steps=4)
         page.mouse.up()
 
-    import math
-
     stroke(
         [
             (100 + 70 * math.cos(t / 20 * 2 * math.pi), 110 + 60 * math.sin(t / 20 * 2 * math.pi))
@@ -159,3 +158,166 @@ def test_admin_reindex_with_progress(server: str, page) -> None:  # type: ignore
     assert page.locator("#job-progress").evaluate("p => p.value === p.max && p.max > 1")
     if SCREENSHOTS.parts:
         page.screenshot(path=str(SCREENSHOTS / "screenshot-admin.png"), full_page=True)
+
+
+def upload_sketch(page, label: str) -> None:  # type: ignore[no-untyped-def]
+    """A dev test sketch (never trained on) through the page's upload button."""
+    lines = (Path(__file__).parent.parent / "splits" / "sketchy_test_sketches.txt").read_text().splitlines()
+    path = next(SHARED / "data" / line.split(" ")[0] for line in lines if line.endswith(f" {label}"))
+    page.set_input_files("#upload", str(path))
+
+
+def result_labels(page) -> list[str]:  # type: ignore[no-untyped-def]
+    return page.locator("#results li strong").evaluate_all(
+        "els => els.map(e => e.textContent.split('. ')[1])"
+    )
+
+
+def test_guess_chips_filter_the_results(server: str, page) -> None:  # type: ignore[no-untyped-def]
+    page.goto(server + "/")
+    upload_sketch(page, "teapot")
+    chips = page.locator("#guesses .chip")
+    chips.first.wait_for(timeout=30_000)
+    assert chips.count() == 5 and chips.first.get_attribute("data-label") == "teapot"
+    assert "%" in chips.first.inner_text()
+    assert len(set(result_labels(page))) > 1  # 24 results from 12-photo classes: not only teapots
+    chips.first.click()
+    page.wait_for_function("() => document.querySelector('#status').textContent.includes('showing only')")
+    assert result_labels(page) == ["teapot"] * 12
+    assert page.locator("#guesses .chip").first.get_attribute("aria-pressed") == "true"
+    page.locator("#guesses .chip").first.click()  # again: every kind
+    page.wait_for_function(
+        "() => { const t = document.querySelector('#status').textContent;"
+        " return t.includes('matches') && !t.includes('showing only'); }"
+    )
+    assert page.locator("#results li").count() == 24
+
+
+def test_more_like_this(server: str, page) -> None:  # type: ignore[no-untyped-def]
+    page.goto(server + "/")
+    upload_sketch(page, "bicycle")
+    page.wait_for_selector("#results li", timeout=30_000)
+    first = page.locator("#results li a").first.get_attribute("href")
+    page.locator("#results li").first.get_by_role("button", name="More photos like").click()
+    page.wait_for_function("() => document.querySelector('#status').textContent.includes('photos like')")
+    hrefs = page.locator("#results li a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+    assert len(hrefs) == 24 and first not in hrefs  # the photo itself is left out
+    assert result_labels(page)[:5].count("bicycle") >= 4
+    assert page.locator("#guesses").is_hidden()
+    page.get_by_role("button", name="Back to my sketch").click()
+    page.wait_for_function("() => document.querySelector('#status').textContent.includes('matches')")
+    assert page.locator("#guesses .chip").count() == 5
+
+
+def test_attention_overlays(server: str, page) -> None:  # type: ignore[no-untyped-def]
+    page.goto(server + "/")
+    page.check("#explain")
+    draw_cat(page, page.locator("#pad").bounding_box())
+    page.locator("#sketch-attention").wait_for(state="visible", timeout=30_000)
+    box = page.locator("#sketch-attention").bounding_box()
+    pad = page.locator("#pad").bounding_box()
+    assert 0 < box["width"] < pad["width"] * 1.2  # framed on the drawing (top-left part of the canvas)
+    heat = page.locator("#results li.explained .heat")
+    assert heat.count() == 8
+    assert float(heat.first.evaluate("h => getComputedStyle(h).opacity")) == 0  # hidden until hovered
+    page.locator("#results li.explained").first.hover()
+    page.wait_for_function(
+        "() => getComputedStyle(document.querySelector('#results li.explained .heat')).opacity > 0.5"
+    )
+    if SCREENSHOTS.parts:
+        page.screenshot(path=str(SCREENSHOTS / "screenshot-explain.png"))
+
+
+def test_keyboard_undo_clear_search(server: str, page) -> None:  # type: ignore[no-untyped-def]
+    page.goto(server + "/")
+    draw_cat(page, page.locator("#pad").bounding_box())
+    page.wait_for_selector("#results li", timeout=30_000)
+    assert page.evaluate("strokes.length") == 8
+    page.keyboard.press("Control+z")
+    assert page.evaluate("strokes.length") == 7
+    page.keyboard.press("Meta+z")
+    assert page.evaluate("strokes.length") == 6
+    page.wait_for_function("() => document.querySelector('#status').textContent.includes('matches')")
+    page.evaluate("document.querySelector('#status').textContent = ''")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.querySelector('#status').textContent.includes('matches')")
+    page.keyboard.press("Escape")
+    assert page.evaluate("strokes.length") == 0
+    assert page.locator("#results li").count() == 0 and page.locator("#guesses").is_hidden()
+
+
+def test_drawing_with_a_finger_on_a_phone(server: str, browser) -> None:  # type: ignore[no-untyped-def]
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, device_scale_factor=3, is_mobile=True, has_touch=True
+    )
+    try:
+        page = context.new_page()
+        page.goto(server + "/")
+        pad = page.locator("#pad").bounding_box()
+        assert pad["x"] >= 0 and pad["x"] + pad["width"] <= 390  # the canvas fits the phone's width
+        page.evaluate(
+            "window.kinds = []; pad.addEventListener('pointerdown', e => kinds.push(e.pointerType))"
+        )
+        cdp = context.new_cdp_session(page)
+
+        def touch(kind: str, points: list[tuple[float, float]]) -> None:
+            cdp.send(
+                "Input.dispatchTouchEvent",
+                {"type": kind, "touchPoints": [{"x": x, "y": y} for x, y in points]},
+            )
+
+        x0, y0, side = pad["x"], pad["y"], pad["width"]
+        circle = [
+            (0.5 + 0.3 * math.cos(t / 24 * 2 * math.pi), 0.5 + 0.3 * math.sin(t / 24 * 2 * math.pi))
+            for t in range(25)
+        ]
+        for stroke in (circle, [(0.3, 0.3), (0.7, 0.7)]):
+            points = [(x0 + u * side, y0 + v * side) for u, v in stroke]
+            touch("touchStart", points[:1])
+            for p in points[1:]:
+                touch("touchMove", [p])
+            touch("touchEnd", [])
+        page.wait_for_selector("#results li", timeout=30_000)
+        assert page.evaluate("kinds") == ["touch", "touch"]  # real touch input, not a mouse
+        assert page.evaluate("strokes.length") == 2 and page.evaluate("strokes[0].points.length") > 10
+        columns = page.locator("#results").evaluate(
+            "r => getComputedStyle(r).gridTemplateColumns.split(' ').length"
+        )
+        assert columns == 2  # the grid reflows to two columns on a phone
+        if SCREENSHOTS.parts:
+            page.screenshot(path=str(SCREENSHOTS / "screenshot-phone.png"))
+    finally:
+        context.close()
+
+
+def test_admin_history_and_delete(server: str, page, sketchy: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert httpx.post(f"{server}/admin/galleries", json={"name": "scratch"}, headers=auth).status_code == 201
+    photo = sorted((sketchy / "photo" / "tx_000000000000" / "fish").glob("*.jpg"))[0]
+    files = [("files", (photo.name, photo.read_bytes(), "image/jpeg"))]
+    assert (
+        httpx.post(f"{server}/admin/galleries/scratch/images", files=files, headers=auth).status_code == 201
+    )
+    page.goto(server + "/admin/")
+    page.fill("#token", TOKEN)
+    page.get_by_role("button", name="Use token").click()
+    page.wait_for_selector("#galleries tr", timeout=10_000)
+    assert page.locator("#admin-status").inner_text() == "Signed in. 2 galleries."
+    assert "1 photo" in page.locator("#galleries tr", has_text="scratch").inner_text()
+    page.get_by_role("button", name="Reindex scratch").click()
+    page.wait_for_function(
+        "() => document.querySelector('#job-text').textContent.includes('succeeded')", timeout=60_000
+    )
+    row = page.locator("#jobs tr").first
+    row.wait_for()
+    page.wait_for_function("() => document.querySelector('#jobs tr').textContent.includes('scratch')")
+    text = row.inner_text()
+    assert "succeeded" in text and "1 of 1 photo" in text and " s" in text
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete scratch").click()
+    page.wait_for_function("() => document.querySelector('#admin-status').textContent.includes('deleted')")
+    assert page.locator("#admin-status").inner_text() == "Gallery “scratch” deleted (1 photo)."
+    page.wait_for_function("() => !document.querySelector('#galleries').textContent.includes('scratch')")
+    assert httpx.get(f"{server}/admin/galleries", headers=auth).json()[0]["name"] == "demo"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -14,9 +14,11 @@ from app.schemas import (
     AdminGallery,
     AdminGalleryStatus,
     DbId,
+    GalleryDeleted,
     GalleryVersions,
     JobCreated,
     JobOut,
+    JobSummary,
     UploadResponse,
     error_responses,
 )
@@ -45,6 +47,12 @@ def list_galleries(state: State) -> list[AdminGalleryStatus]:
     return admin_service.list_galleries(state)
 
 
+@router.delete("/galleries/{name}", responses=error_responses(404, 409))
+def delete_gallery(name: str, state: State) -> GalleryDeleted:
+    """The gallery, its index versions and its uploaded photos; its source folder is never touched."""
+    return admin_service.delete_gallery(state, name)
+
+
 @router.post("/galleries/{name}/images", status_code=201, responses=error_responses(400, 404, 413, 415, 422))
 async def upload_images(
     name: str, files: Annotated[list[UploadFile], File()], state: State
@@ -64,6 +72,18 @@ def delete_image(image_id: DbId, state: State) -> Response:
 @router.post("/galleries/{name}/reindex", status_code=202, responses=error_responses(404, 422))
 def reindex(name: str, state: State) -> JobCreated:
     return JobCreated(job_id=admin_service.reindex(state, name))
+
+
+@router.get("/jobs", responses=error_responses(404, 422))
+def list_jobs(
+    state: State,
+    gallery: Annotated[
+        str | None, Query(min_length=1, max_length=128, description="only this gallery's")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[JobSummary]:
+    """Job history, newest first: state, counts, failed photos with their reasons, duration."""
+    return admin_service.list_jobs(state, gallery, limit)
 
 
 @router.get("/jobs/{job_id}", responses=error_responses(404, 422))

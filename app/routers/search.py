@@ -8,9 +8,19 @@ from fastapi import APIRouter, File, Query, UploadFile
 
 from app import search_service
 from app.deps import State
-from app.schemas import GalleryInfo, SearchResponse, error_responses
+from app.schemas import DbId, GalleryInfo, SearchResponse, error_responses
 
 router = APIRouter(tags=["search"])
+K = Annotated[int, Query(ge=1, le=100, description="number of matches")]
+LabelFilter = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=256,
+        description="only photos with this label (e.g. one of the guesses); "
+        "ignored by a gallery without labels",
+    ),
+]
 
 
 @router.post(
@@ -23,10 +33,28 @@ async def search(
         UploadFile, File(description="PNG sketch: dark strokes on a light or transparent background")
     ],
     state: State,
-    k: Annotated[int, Query(ge=1, le=100, description="number of matches")] = 20,
+    k: K = 20,
     gallery: Annotated[str | None, Query(max_length=128)] = None,
+    label: LabelFilter = None,
+    explain: Annotated[
+        bool,
+        Query(
+            description="also return the sketch's attention mask and the top photos' co-attention masks "
+            "as PNG heat maps (slower; one at a time per server, else 429)"
+        ),
+    ] = False,
 ) -> SearchResponse:
-    return await search_service.search(state, await file.read(), gallery, k)
+    return await search_service.search(state, await file.read(), gallery, k, label, explain)
+
+
+@router.post(
+    "/search/similar/{image_id}",
+    response_model=SearchResponse,
+    responses=error_responses(404, 409, 422, 503),
+)
+async def similar(image_id: DbId, state: State, k: K = 20, label: LabelFilter = None) -> SearchResponse:
+    """ "More like this": the photo's gallery ranked by the photo's own code, the photo itself left out."""
+    return await search_service.similar(state, image_id, k, label)
 
 
 @router.get("/galleries", response_model=list[GalleryInfo])

@@ -1,4 +1,6 @@
-// Search page: draw on a canvas (Pointer Events), search on pen-up (debounced) or on the button.
+// Search page: draw on a canvas (Pointer Events: mouse, pen or finger), search on pen-up (debounced),
+// with the model's class guesses as filter chips, "more like this" on every photo, and optional
+// attention heat maps over the sketch and the photos.
 "use strict";
 
 const pad = document.getElementById("pad");
@@ -6,11 +8,19 @@ const ctx = pad.getContext("2d");
 const widthInput = document.getElementById("width");
 const statusEl = document.getElementById("status");
 const resultsEl = document.getElementById("results");
+const guessesEl = document.getElementById("guesses");
 const gallerySelect = document.getElementById("gallery");
+const explainBox = document.getElementById("explain");
+const sketchHeat = document.getElementById("sketch-attention");
+const queryNote = document.getElementById("query-note");
 const strokes = []; // each: {width, points: [[x, y], ...]}
 let current = null;
 let debounce = null;
 let inFlight = null;
+let label = null; // the chosen "looks like" chip, or null
+let lastFile = null; // an uploaded PNG stands in for the canvas until the next stroke
+
+const pretty = (name) => name.replaceAll("_", " ");
 
 function toCanvas(event) {
   const rect = pad.getBoundingClientRect();
@@ -42,9 +52,12 @@ function redraw() {
 
 pad.addEventListener("pointerdown", (e) => {
   e.preventDefault();
+  pad.focus({ preventScroll: true });
   pad.setPointerCapture(e.pointerId);
   current = { width: Number(widthInput.value), points: [toCanvas(e)] };
   strokes.push(current);
+  lastFile = null;
+  sketchHeat.hidden = true; // the drawing changes: the old attention no longer applies
   clearTimeout(debounce);
   redraw();
 });
@@ -63,13 +76,55 @@ function endStroke() {
 pad.addEventListener("pointerup", endStroke);
 pad.addEventListener("pointercancel", endStroke);
 
-document.getElementById("undo").addEventListener("click", () => { strokes.pop(); redraw(); if (strokes.length) search(); else showResults([]); });
-document.getElementById("clear").addEventListener("click", () => { strokes.length = 0; redraw(); showResults([]); setStatus(""); });
+function undo() {
+  strokes.pop();
+  redraw();
+  sketchHeat.hidden = true;
+  if (strokes.length) search();
+  else clearAll();
+}
+function clearAll() {
+  strokes.length = 0;
+  lastFile = null;
+  label = null;
+  redraw();
+  showResults([]);
+  showGuesses([]);
+  sketchHeat.hidden = true;
+  queryNote.hidden = true;
+  setStatus("");
+}
+
+document.getElementById("undo").addEventListener("click", undo);
+document.getElementById("clear").addEventListener("click", clearAll);
 document.getElementById("search").addEventListener("click", () => search());
+document.getElementById("back-to-sketch").addEventListener("click", () => search());
+explainBox.addEventListener("change", () => { if (strokes.length || lastFile) search(); });
+gallerySelect.addEventListener("change", () => { label = null; if (strokes.length || lastFile) search(); });
 document.getElementById("upload").addEventListener("change", (e) => {
   const file = e.target.files[0];
-  if (file) search(file);
+  if (file) {
+    strokes.length = 0;
+    redraw();
+    lastFile = file;
+    label = null;
+    search();
+  }
   e.target.value = "";
+});
+
+// Keyboard: Ctrl/Cmd+Z undoes a stroke, Escape clears, Enter searches (unless a control has the focus).
+document.addEventListener("keydown", (e) => {
+  const typing = e.target.closest && e.target.closest("input, select, textarea, button, a");
+  if ((e.ctrlKey || e.metaKey) && !e.shiftKey && e.key.toLowerCase() === "z" && !typing) {
+    e.preventDefault();
+    undo();
+  } else if (e.key === "Escape") {
+    clearAll();
+  } else if (e.key === "Enter" && !typing) {
+    e.preventDefault();
+    search();
+  }
 });
 
 function setStatus(text, isError = false) {
@@ -81,17 +136,20 @@ function canvasBlob() {
   return new Promise((resolve) => pad.toBlob(resolve, "image/png"));
 }
 
-async function search(file) {
-  const blob = file || (await canvasBlob());
-  const form = new FormData();
-  form.append("file", blob, file ? file.name : "sketch.png");
-  const params = new URLSearchParams({ k: "24" });
-  if (gallerySelect.value) params.set("gallery", gallerySelect.value);
+async function request(url, options, onOk) {
   if (inFlight) inFlight.abort();
   inFlight = new AbortController();
+  const signal = inFlight.signal;
   setStatus("Searching…");
   try {
-    const response = await fetch(`/search?${params}`, { method: "POST", body: form, signal: inFlight.signal });
+    let response = await fetch(url, { ...options, signal });
+    for (let retry = 0; response.status === 429 && retry < 3; retry++) {
+      // the server is busy (an earlier explanation still running): wait as it asks, then retry
+      const seconds = Number(response.headers.get("Retry-After")) || 1;
+      await new Promise((r) => setTimeout(r, seconds * 1000));
+      if (signal.aborted) return;
+      response = await fetch(url, { ...options, signal });
+    }
     const body = await response.json().catch(() => null);
     if (!response.ok) {
       const message = body && body.error ? body.error.message : `the server answered ${response.status}`;
@@ -99,11 +157,84 @@ async function search(file) {
       showResults([]);
       return;
     }
-    showResults(body.results);
-    setStatus(`${body.results.length} matches in gallery “${body.gallery}” (${body.took_ms.toFixed(0)} ms)`);
+    onOk(body);
   } catch (err) {
     if (err.name !== "AbortError") setStatus(`Could not reach the server: ${err.message}`, true);
   }
+}
+
+function baseParams() {
+  const params = new URLSearchParams({ k: "24" });
+  if (gallerySelect.value) params.set("gallery", gallerySelect.value);
+  if (label) params.set("label", label);
+  return params;
+}
+
+async function search() {
+  const blob = lastFile || (await canvasBlob());
+  const form = new FormData();
+  form.append("file", blob, lastFile ? lastFile.name : "sketch.png");
+  const params = baseParams();
+  if (explainBox.checked) params.set("explain", "1");
+  queryNote.hidden = true;
+  await request(`/search?${params}`, { method: "POST", body: form }, (body) => {
+    showGuesses(body.guesses, body.label);
+    showSketchHeat(body.explanation);
+    showResults(body.results);
+    const only = body.label ? ` showing only “${pretty(body.label)}”` : "";
+    setStatus(`${body.results.length} matches in gallery “${body.gallery}”${only} (${body.took_ms.toFixed(0)} ms)`);
+  });
+}
+
+async function moreLike(match) {
+  label = null;
+  await request(`/search/similar/${match.image_id}?${baseParams()}`, { method: "POST" }, (body) => {
+    showGuesses([]);
+    sketchHeat.hidden = true;
+    showResults(body.results);
+    queryNote.querySelector("span").textContent = `Photos like ${match.label ? pretty(match.label) : "photo"} #${match.image_id}.`;
+    queryNote.hidden = !(strokes.length || lastFile);
+    setStatus(`${body.results.length} photos like #${match.image_id} (${body.took_ms.toFixed(0)} ms)`);
+  });
+}
+
+function showGuesses(guesses, applied = null) {
+  guessesEl.hidden = !guesses.length;
+  if (!guesses.length) return guessesEl.replaceChildren();
+  const title = document.createElement("span");
+  title.className = "chips-title";
+  title.textContent = "Looks like:";
+  const chips = guesses.map((g) => {
+    const chip = document.createElement("button");
+    chip.type = "button";
+    chip.className = "chip";
+    chip.dataset.label = g.label;
+    chip.setAttribute("aria-pressed", String(g.label === applied));
+    chip.textContent = `${pretty(g.label)} ${(g.probability * 100).toFixed(0)}%`;
+    chip.title = g.label === applied ? "Show every kind again" : `Show only ${pretty(g.label)}`;
+    chip.addEventListener("click", () => {
+      label = label === g.label ? null : g.label;
+      search();
+    });
+    return chip;
+  });
+  guessesEl.replaceChildren(title, ...chips);
+}
+
+function showSketchHeat(explanation) {
+  if (!explanation) {
+    sketchHeat.hidden = true;
+    return;
+  }
+  // the box is in the sent sketch's pixels; the canvas is shown scaled, so position in percent
+  const [left, top, side] = explanation.box;
+  sketchHeat.style.left = `${(100 * left) / explanation.width}%`;
+  sketchHeat.style.top = `${(100 * top) / explanation.height}%`;
+  sketchHeat.style.width = `${(100 * side) / explanation.width}%`;
+  sketchHeat.style.height = `${(100 * side) / explanation.height}%`;
+  sketchHeat.src = explanation.png;
+  sketchHeat.title = `Where the network looked in your sketch (attention ${explanation.mask_min.toFixed(2)}–${explanation.mask_max.toFixed(2)})`;
+  sketchHeat.hidden = false;
 }
 
 function showResults(results) {
@@ -113,17 +244,43 @@ function showResults(results) {
     a.href = m.url;
     a.target = "_blank";
     a.rel = "noopener";
+    const frame = document.createElement("div");
+    frame.className = "frame";
     const img = document.createElement("img");
     img.src = m.thumbnail_url;
     img.loading = "lazy";
-    img.alt = m.label ? `Photo of ${m.label.replaceAll("_", " ")}` : `Photo ${m.image_id}`;
+    img.alt = m.label ? `Photo of ${pretty(m.label)}` : `Photo ${m.image_id}`;
+    frame.append(img);
+    if (m.attention) {
+      const heat = document.createElement("img");
+      heat.className = "heat";
+      heat.src = m.attention.png;
+      heat.alt = "";
+      heat.title = "Where the network looked in this photo";
+      frame.append(heat);
+      li.classList.add("explained");
+    }
     const meta = document.createElement("div");
     meta.className = "meta";
-    const label = document.createElement("strong");
-    label.textContent = `${m.rank}. ${m.label ? m.label.replaceAll("_", " ") : "—"}`;
-    meta.append(label, `${(m.similarity * 100).toFixed(0)}% · ${m.hamming_distance} bits differ`);
-    a.append(img, meta);
-    li.append(a);
+    const name = document.createElement("strong");
+    name.textContent = `${m.rank}. ${m.label ? pretty(m.label) : "—"}`;
+    meta.append(name, `${(m.similarity * 100).toFixed(0)}% · ${m.hamming_distance} bits differ`);
+    a.append(frame, meta);
+    const more = document.createElement("button");
+    more.type = "button";
+    more.className = "more";
+    more.textContent = "More like this";
+    more.setAttribute("aria-label", `More photos like ${m.label ? pretty(m.label) : "photo"} #${m.image_id}`);
+    more.addEventListener("click", () => moreLike(m));
+    li.append(a, more);
+    // a tap on a touch screen toggles the heat map (there is no hover); a second tap opens the photo
+    a.addEventListener("click", (e) => {
+      if (m.attention && matchMedia("(hover: none)").matches && !li.classList.contains("show-heat")) {
+        e.preventDefault();
+        resultsEl.querySelectorAll(".show-heat").forEach((x) => x.classList.remove("show-heat"));
+        li.classList.add("show-heat");
+      }
+    });
     return li;
   }));
 }
@@ -134,7 +291,8 @@ async function loadGalleries() {
     gallerySelect.replaceChildren(...galleries.map((g) => {
       const option = document.createElement("option");
       option.value = g.name;
-      option.textContent = g.indexed ? `${g.name} (${g.image_count})` : `${g.name} (not indexed yet)`;
+      const photos = g.image_count === 1 ? "1 photo" : `${g.image_count} photos`;
+      option.textContent = g.indexed ? `${g.name} (${photos})` : `${g.name} (not indexed yet)`;
       return option;
     }));
     document.getElementById("gallery-box").hidden = galleries.length < 2;

@@ -5,6 +5,26 @@ const statusEl = document.getElementById("admin-status");
 const tokenInput = document.getElementById("token");
 tokenInput.value = sessionStorage.getItem("adminToken") || "";
 
+// "1 gallery", "2 galleries": counts read as a person would write them
+function plural(n, one, many) {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+function cell(text) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  return td;
+}
+
+function button(text, label, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = text;
+  b.setAttribute("aria-label", label);
+  b.addEventListener("click", onClick);
+  return b;
+}
+
 function setStatus(text, isError = false) {
   statusEl.textContent = text;
   statusEl.classList.toggle("error", isError);
@@ -27,28 +47,81 @@ document.getElementById("token-form").addEventListener("submit", (e) => {
 async function refresh() {
   try {
     const galleries = await api("/admin/galleries");
-    setStatus(`Signed in. ${galleries.length} galleries.`);
+    setStatus(`Signed in. ${plural(galleries.length, "gallery", "galleries")}.`);
     const rows = galleries.map((g) => {
       const tr = document.createElement("tr");
       const v = g.active_version;
-      const cells = [g.name, String(g.image_count), v ? `v${v.id}: ${v.count} images, ${v.bits} bits` : "none yet"];
-      for (const text of cells) {
-        const td = document.createElement("td");
-        td.textContent = text;
-        tr.append(td);
-      }
+      tr.append(
+        cell(g.name),
+        cell(plural(g.image_count, "photo", "photos")),
+        cell(v ? `v${v.id}: ${plural(v.count, "photo", "photos")}, ${v.bits} bits` : "none yet"),
+      );
       const td = document.createElement("td");
-      const button = document.createElement("button");
-      button.type = "button";
-      button.textContent = "Reindex";
-      button.setAttribute("aria-label", `Reindex ${g.name}`);
-      button.addEventListener("click", () => reindex(g.name));
-      td.append(button);
+      td.className = "controls";
+      td.append(
+        button("Reindex", `Reindex ${g.name}`, () => reindex(g.name)),
+        button("Delete", `Delete ${g.name}`, () => removeGallery(g)),
+      );
       tr.append(td);
       return tr;
     });
     document.getElementById("galleries").replaceChildren(...rows);
     document.getElementById("upload-gallery").replaceChildren(...galleries.map((g) => new Option(g.name, g.name)));
+    await loadJobs();
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
+
+function duration(seconds) {
+  if (seconds === null) return "—";
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
+}
+
+async function loadJobs() {
+  const jobs = await api("/admin/jobs?limit=20");
+  document.getElementById("jobs").replaceChildren(...jobs.map((j) => {
+    const tr = document.createElement("tr");
+    const failed = document.createElement("td");
+    if (j.failed_items.length) {
+      const details = document.createElement("details");
+      const summary = document.createElement("summary");
+      summary.textContent = plural(j.failed_items.length, "photo", "photos");
+      const list = document.createElement("ul");
+      list.append(...j.failed_items.map((f) => {
+        const li = document.createElement("li");
+        li.textContent = `${f.path}: ${f.reason}`;
+        return li;
+      }));
+      details.append(summary, list);
+      failed.append(details);
+    } else {
+      failed.textContent = "none";
+    }
+    const state = cell(j.error ? `${j.state}: ${j.error}` : j.state);
+    state.className = `job-${j.state}`;
+    tr.append(
+      cell(`#${j.id}`),
+      cell(j.gallery || "—"),
+      state,
+      cell(`${j.processed} of ${plural(j.total, "photo", "photos")}`),
+      failed,
+      cell(duration(j.duration_s)),
+      cell(j.started_at ? new Date(j.started_at).toLocaleString() : "not yet"),
+    );
+    return tr;
+  }));
+}
+
+async function removeGallery(g) {
+  const what = `Delete gallery “${g.name}” with its ${plural(g.image_count, "photo", "photos")} and index versions? ` +
+    "Uploaded photos are deleted; a source folder on the server is left as it is.";
+  if (!confirm(what)) return;
+  try {
+    const body = await api(`/admin/galleries/${encodeURIComponent(g.name)}`, { method: "DELETE" });
+    await refresh();
+    setStatus(`Gallery “${body.gallery}” deleted (${plural(body.images_removed, "photo", "photos")}).`);
   } catch (err) {
     setStatus(err.message, true);
   }
@@ -81,7 +154,7 @@ document.getElementById("upload-form").addEventListener("submit", async (e) => {
   try {
     const body = await api(`/admin/galleries/${encodeURIComponent(gallery)}/images`, { method: "POST", body: form });
     const added = body.images.filter((i) => !i.duplicate).length;
-    setStatus(`Uploaded ${added} new photo(s) to “${gallery}”; reindex to make them searchable.`);
+    setStatus(`Uploaded ${plural(added, "new photo", "new photos")} to “${gallery}”; reindex to make them searchable.`);
     refresh();
   } catch (err) {
     setStatus(err.message, true);
@@ -111,7 +184,7 @@ async function watch(jobId) {
     }
     bar.max = Math.max(job.total, 1);
     bar.value = job.processed;
-    text.textContent = `Job ${job.id}: ${job.state} — ${job.processed} of ${job.total || "?"} photos` + (job.error ? ` (${job.error})` : "");
+    text.textContent = `Job ${job.id}: ${job.state} — ${job.processed} of ${job.total ? plural(job.total, "photo", "photos") : "? photos"}` + (job.error ? ` (${job.error})` : "");
     failed.replaceChildren(...job.failed_items.map((f) => {
       const li = document.createElement("li");
       li.textContent = `${f.path}: ${f.reason}`;
