@@ -19,7 +19,7 @@ from app.schemas import Heatmap, SketchExplanation
 from app.state import ServiceState
 from catalog.db.models import ImageRecord
 from model.edges.cache import EdgeCache
-from model.explain import heatmap_png
+from model.explain import UNIFORM_SPAN, heatmap_png
 from model.imageio import ImageRejected, decode_image
 from model.preprocessing import sketch_frame
 
@@ -31,8 +31,9 @@ def data_uri(png: bytes) -> str:
 
 
 def heatmap(mask: np.ndarray, crop: tuple[float, float, float, float] | None = None) -> Heatmap:
+    lo, hi = float(mask.min()), float(mask.max())
     return Heatmap(
-        png=data_uri(heatmap_png(mask, crop)), mask_min=float(mask.min()), mask_max=float(mask.max())
+        png=data_uri(heatmap_png(mask, crop)), mask_min=lo, mask_max=hi, uniform=hi - lo < UNIFORM_SPAN
     )
 
 

@@ -29,9 +29,14 @@ class ClassGuess(BaseModel):
 
 
 class Heatmap(BaseModel):
-    png: str = Field(description="data: URI of an RGBA PNG heat map, stretched to the mask's own range")
+    png: str = Field(
+        description="data: URI of an RGBA PNG heat map, stretched to the mask's range (at least 0.25 wide)"
+    )
     mask_min: float = Field(description="the raw mask's smallest value (attention weights lie in 0..1)")
     mask_max: float = Field(description="the raw mask's largest value")
+    uniform: bool = Field(
+        description="the mask is nearly flat (range under 0.05): the network weighs every part alike"
+    )
 
 
 class SketchExplanation(Heatmap):

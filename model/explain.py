@@ -15,6 +15,10 @@ from PIL import Image
 
 from model.cscan import CSCAN
 
+# A mask is drawn stretched over at least this span of attention values, so a nearly flat mask (the
+# committed model's are flat to 1e-3) comes out as the even tint it is, not as amplified noise.
+MIN_SPAN = 0.25
+UNIFORM_SPAN = 0.05  # below this range a mask is reported as uniform
 HEATMAP_SIDE = 48  # px of the longer side: the page scales it up smoothly; a few hundred bytes as PNG
 # A dark-blue -> red -> yellow ramp; transparency grows with attention, so strokes stay visible beneath.
 RAMP = np.array([[40, 60, 200], [220, 40, 40], [255, 220, 40]], dtype=np.float32)
@@ -36,12 +40,14 @@ def co_attention(model: CSCAN, photos: torch.Tensor, edges: torch.Tensor | None)
 
 
 def heatmap_png(mask: np.ndarray, crop: tuple[float, float, float, float] | None = None) -> bytes:
-    """An RGBA PNG of one mask, stretched to its own min..max (the response also gives the raw range).
+    """An RGBA PNG of one mask, stretched to its own range but over at least MIN_SPAN (the response also
+    gives the raw range).
 
     ``crop``: (left, top, right, bottom) as fractions of the mask, e.g. a photo's area inside its
     letterbox square, so the heat map lines up with the photo as shown."""
-    lo, hi = float(mask.min()), float(mask.max())
-    unit = (mask - lo) / (hi - lo) if hi - lo > 1e-6 else np.zeros_like(mask)
+    hi = float(mask.max())
+    lo = min(float(mask.min()), hi - MIN_SPAN)
+    unit = (mask - lo) / (hi - lo)
     image = Image.fromarray((unit * 255).astype(np.uint8))
     if crop is not None:
         w, h = image.size
@@ -60,7 +66,7 @@ def heatmap_png(mask: np.ndarray, crop: tuple[float, float, float, float] | None
         RAMP[0] + (RAMP[1] - RAMP[0]) * low_half,
         RAMP[1] + (RAMP[2] - RAMP[1]) * high_half,
     )
-    alpha = 40 + 160 * value
+    alpha = 10 + 150 * value
     rgba = np.concatenate([rgb, alpha[..., None]], axis=-1).round().astype(np.uint8)
     out = io.BytesIO()
     Image.fromarray(rgba, "RGBA").save(out, "PNG", optimize=True)

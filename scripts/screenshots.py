@@ -2,7 +2,9 @@
 
 Indexes ../shared/data/sketchy-subset/photo (3,125 photos) into a scratch data folder, serves it, draws
 a bicycle with the mouse in headless Chromium (Debian's package, driven by Playwright) and saves
-docs/screenshot-search.png and docs/screenshot-admin.png.
+docs/screenshot-search.png (results with the "looks like" chips), docs/screenshot-explain.png (attention
+heat maps, the first photo hovered), docs/screenshot-phone.png (a phone-sized viewport) and
+docs/screenshot-admin.png (after a reindex, with the job history).
 
     python scripts/screenshots.py [--out docs]
 """
@@ -49,7 +51,7 @@ def draw_bicycle(page: Page) -> None:
     """Two wheels, a frame, a saddle and handlebars, as a person draws them with a mouse."""
     box = page.locator("#pad").bounding_box()
     assert box is not None
-    x0, y0, s = box["x"] + 20, box["y"] + 40, box["width"] / 260
+    x0, y0, s = box["x"] + 12, box["y"] + 40, (box["width"] - 24) / 260
 
     def stroke(points: list[tuple[float, float]]) -> None:
         page.mouse.move(x0 + points[0][0] * s, y0 + points[0][1] * s)
@@ -73,6 +75,15 @@ def draw_bicycle(page: Page) -> None:
     stroke([(125, 150), (180, 90)])
     stroke([(105, 75), (130, 75)])
     stroke([(180, 90), (175, 60), (195, 55)])
+
+
+def wait_for_images(page: Page, first: int = 100) -> None:
+    """The first result images have loaded (on a phone the others wait, lazily, below the fold)."""
+    page.wait_for_function(
+        f"() => [...document.querySelectorAll('#results img')].slice(0, {first})"
+        ".every(i => i.complete && i.naturalWidth)",
+        timeout=60_000,
+    )
 
 
 def main() -> None:
@@ -101,18 +112,36 @@ def main() -> None:
         draw_bicycle(page)
         page.get_by_role("button", name="Search").click()
         page.wait_for_function("() => document.querySelectorAll('#results img').length > 0", timeout=60_000)
-        page.wait_for_function(
-            "() => [...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth)",
-            timeout=60_000,
-        )
+        wait_for_images(page)
         page.screenshot(path=str(args.out / "screenshot-search.png"), full_page=True)
         labels = [page.locator("#results li strong").nth(i).inner_text() for i in range(12)]
-        print("top 12:", labels)
-        admin = browser.new_context(viewport={"width": 1100, "height": 700}).new_page()
+        print("top 12:", labels, "guesses:", page.locator("#guesses").inner_text().replace("\n", " "))
+        page.check("#explain")
+        page.locator("#sketch-attention").wait_for(state="visible", timeout=60_000)
+        wait_for_images(page)
+        page.locator("#results li.explained").first.hover()
+        page.wait_for_timeout(400)
+        page.screenshot(path=str(args.out / "screenshot-explain.png"))
+        phone = browser.new_context(
+            viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True
+        ).new_page()
+        phone.goto(base + "/")
+        draw_bicycle(phone)
+        phone.wait_for_selector("#results li", timeout=60_000)
+        phone.locator("#results-title").scroll_into_view_if_needed()
+        phone.evaluate("document.querySelector('#results-title').scrollIntoView()")
+        wait_for_images(phone, first=4)
+        phone.screenshot(path=str(args.out / "screenshot-phone.png"), full_page=False)
+        admin = browser.new_context(viewport={"width": 1100, "height": 900}).new_page()
         admin.goto(base + "/admin/")
         admin.fill("#token", TOKEN)
         admin.get_by_role("button", name="Use token").click()
         admin.wait_for_selector("#galleries tr", timeout=10_000)
+        admin.get_by_role("button", name="Reindex demo").click()
+        admin.wait_for_function(
+            "() => document.querySelector('#job-text').textContent.includes('succeeded')", timeout=300_000
+        )
+        admin.wait_for_function("() => document.querySelectorAll('#jobs tr').length > 0")
         admin.screenshot(path=str(args.out / "screenshot-admin.png"), full_page=True)
         browser.close()
     server.should_exit = True

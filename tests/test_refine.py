@@ -173,6 +173,8 @@ def test_explain_returns_heat_maps(client: TestClient) -> None:
     image = decode_uri(sketch["png"])
     assert image.mode == "RGBA" and image.size == (48, 48)
     assert 0 <= sketch["mask_min"] <= sketch["mask_max"] <= 1
+    # the committed model's masks are flat to 1e-3: reported as such, drawn as an even tint
+    assert sketch["uniform"] == (sketch["mask_max"] - sketch["mask_min"] < 0.05)
     left, top, side = sketch["box"]
     # the drawing of sketch_png() spans x 40..200, y 60..260 of a 400 px canvas: the box frames it
     assert (sketch["width"], sketch["height"]) == (400, 400)
@@ -336,3 +338,19 @@ def test_failed_delete_loses_nothing(deletable: tuple[TestClient, Path]) -> None
     state.indexes.refresh()
     r = client.post("/search?gallery=doomed", files={"file": ("s.png", sketch_png(), "image/png")})
     assert r.status_code == 200 and len(r.json()["results"]) == 8
+
+
+def test_heat_maps_amplify_structure_not_noise() -> None:
+    import numpy as np
+
+    from model.explain import heatmap_png
+
+    def alpha(mask: np.ndarray) -> np.ndarray:
+        return np.asarray(Image.open(io.BytesIO(heatmap_png(mask))))[..., 3].astype(int)
+
+    flat = 1 - np.random.default_rng(0).random((16, 16)) * 1e-3  # a saturated mask, as trained
+    assert np.ptp(alpha(flat)) <= 2  # an even tint
+    peaked = np.full((16, 16), 0.2)
+    peaked[4:8, 4:8] = 0.9  # real structure
+    a = alpha(peaked)
+    assert a[16:20, 16:20].mean() > a[40:, 40:].mean() + 100  # where the mask is high, the map is strong

@@ -182,7 +182,7 @@ async function search() {
     showSketchHeat(body.explanation);
     showResults(body.results);
     const only = body.label ? ` showing only “${pretty(body.label)}”` : "";
-    setStatus(`${body.results.length} matches in gallery “${body.gallery}”${only} (${body.took_ms.toFixed(0)} ms)`);
+    setStatus(`${body.results.length} matches in gallery “${body.gallery}”${only} (${body.took_ms.toFixed(0)} ms)` + flatNote(body));
   });
 }
 
@@ -219,6 +219,18 @@ function showGuesses(guesses, applied = null) {
     return chip;
   });
   guessesEl.replaceChildren(title, ...chips);
+}
+
+// An honest reading of the masks: when they are flat the heat map is an even tint, and the page says so.
+function flatNote(body) {
+  const e = body.explanation;
+  if (!e) return "";
+  const photos = body.results.filter((m) => m.attention);
+  const flatPhotos = photos.every((m) => m.attention.uniform);
+  if (!e.uniform && !flatPhotos) return "";
+  const range = `${e.mask_min.toFixed(3)}–${e.mask_max.toFixed(3)}`;
+  const what = e.uniform && flatPhotos ? "sketch and photos" : e.uniform ? "sketch" : "photos";
+  return `. Attention is flat for the ${what} (sketch ${range}): the model weighs every part alike`;
 }
 
 function showSketchHeat(explanation) {
