@@ -113,6 +113,10 @@ def train(
         bool, typer.Option(help="keep the backbones' ImageNet batch-norm statistics while fine-tuning")
     ] = True,
     backbone_lr_scale: Annotated[float, typer.Option(help="backbone learning rate as a share of --lr")] = 0.1,
+    stroke_augment: Annotated[
+        bool,
+        typer.Option(help="drop stroke pieces and wobble lines (drawings from memory); beyond the paper"),
+    ] = False,
     seed: int = 0,
     resume: bool = True,
     device: str = "auto",
@@ -156,6 +160,7 @@ def train(
         freeze_low_level=freeze_low_level,
         freeze_bn_stats=freeze_bn_stats,
         backbone_lr_scale=backbone_lr_scale,
+        stroke_augment=stroke_augment,
         seed=seed,
         max_steps_per_epoch=max_steps,
         time_budget_s=time_budget,

@@ -30,6 +30,47 @@ class SketchAugment:
     margin_range: tuple[float, float] = (0.0, 0.25)
     shift: float = 0.08
     flip_prob: float = 0.5
+    # Drawings from memory miss parts and wobble: drop whole stroke pieces (connected components) and
+    # bend the drawing with a smooth random displacement. Off by default (training option).
+    stroke_dropout: float = 0.0  # chance to drop each stroke piece (at most half of the ink goes)
+    jitter: float = 0.0  # displacement amplitude as a share of the drawing's size
+
+
+def drop_strokes(gray: np.ndarray, prob: float, rng: np.random.Generator) -> np.ndarray:
+    """Whiten random connected stroke pieces, keeping at least half of the ink and one piece."""
+    import cv2
+
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        (gray < STROKE_THRESHOLD).astype(np.uint8), connectivity=8
+    )
+    if count <= 2:  # background + one piece: nothing to drop
+        return gray
+    ink = stats[1:, cv2.CC_STAT_AREA]
+    drop = np.flatnonzero(rng.random(count - 1) < prob)
+    drop = drop[np.cumsum(ink[drop]) <= ink.sum() / 2]  # never more than half the ink
+    if len(drop) == count - 1:
+        drop = drop[:-1]
+    out = gray.copy()
+    out[np.isin(labels, drop + 1)] = 255
+    return out
+
+
+def wobble(gray: np.ndarray, amplitude: float, rng: np.random.Generator) -> np.ndarray:
+    """A smooth random displacement (a 4x4 grid of offsets, upsampled): lines bend as in a quick drawing."""
+    import cv2
+
+    h, w = gray.shape
+    scale = amplitude * max(h, w)
+    dx = cv2.resize(
+        rng.uniform(-scale, scale, (4, 4)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC
+    )
+    dy = cv2.resize(
+        rng.uniform(-scale, scale, (4, 4)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC
+    )
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(
+        gray, xs + dx, ys + dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=255
+    )
 
 
 def flatten_alpha(image: Image.Image) -> Image.Image:
@@ -86,6 +127,14 @@ def normalise_sketch(image: Image.Image, size: int, augment: SketchAugment | Non
     corner of a large canvas ends up framed like a dataset sketch."""
     gray = sketch_to_dark_on_white(image)
     rng = random.random
+    if augment is not None and (augment.stroke_dropout or augment.jitter):
+        generator = np.random.default_rng(random.getrandbits(32))
+        arr = np.asarray(gray)
+        if augment.stroke_dropout:
+            arr = drop_strokes(arr, augment.stroke_dropout, generator)
+        if augment.jitter:
+            arr = wobble(arr, augment.jitter, generator)
+        gray = Image.fromarray(arr)
     if augment is not None and rng() < augment.thicken_prob:
         gray = gray.filter(ImageFilter.MinFilter(3))
     cropped = gray.crop(stroke_bbox(gray))

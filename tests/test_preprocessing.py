@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 from model.preprocessing import (
     SKETCH_MARGIN,
     BlankSketchError,
     SketchAugment,
+    drop_strokes,
     normalise_sketch,
     preprocess_photo_pair,
     preprocess_sketch,
+    sketch_frame,
     stroke_bbox,
+    wobble,
 )
 
 
@@ -80,3 +84,62 @@ def test_photo_and_edge_share_geometry() -> None:
     # letterboxed: the padding rows are white in both
     assert p[:, 0, :].min() == 1.0 and e[:, 0, :].min() == 1.0
     assert p[:, 32, :].max() < 1.0 and e[:, 32, :].max() < 0
+
+
+def strokes_image() -> Image.Image:
+    image = Image.new("L", (200, 200), 255)
+    draw = ImageDraw.Draw(image)
+    for x in range(20, 180, 20):  # eight separate vertical strokes
+        draw.line((x, 30, x, 170), fill=0, width=3)
+    return image
+
+
+def test_stroke_dropout_removes_whole_pieces_and_keeps_half_the_ink() -> None:
+    gray = np.asarray(strokes_image())
+    ink = (gray < 200).sum()
+    for seed in range(20):
+        out = drop_strokes(gray, 0.5, np.random.default_rng(seed))
+        kept = (out < 200).sum()
+        assert ink / 2 <= kept <= ink
+        columns = {x for x in range(200) if (out[:, x] < 200).any()}
+        # a stroke is either all there or all gone
+        for x in range(20, 180, 20):
+            assert all(c in columns for c in (x - 1, x, x + 1)) or not any(
+                c in columns for c in (x - 1, x, x + 1)
+            )
+    assert any((drop_strokes(gray, 0.5, np.random.default_rng(s)) != gray).any() for s in range(5))
+    one = np.full((50, 50), 255, np.uint8)
+    one[10:40, 25] = 0
+    assert (drop_strokes(one, 1.0, np.random.default_rng(0)) == one).all()  # the only piece stays
+
+
+def test_wobble_bends_lines_but_keeps_the_drawing() -> None:
+    gray = np.asarray(strokes_image())
+    out = wobble(gray, 0.02, np.random.default_rng(0))
+    assert out.shape == gray.shape and (out != gray).any()
+    import cv2
+
+    pieces = cv2.connectedComponents((out < 200).astype(np.uint8), connectivity=8)[0] - 1
+    assert pieces == 8  # the same eight strokes, bent, none broken or merged
+    assert 0.6 < (out < 200).sum() / (gray < 200).sum() < 1.6
+    assert (wobble(gray, 0.0, np.random.default_rng(0)) == gray).all()
+
+
+def test_stroke_augment_in_training_preprocessing() -> None:
+    augment = SketchAugment(stroke_dropout=0.3, jitter=0.02)
+    tensors = [preprocess_sketch(strokes_image(), 64, augment) for _ in range(4)]
+    assert all(t.shape == (3, 64, 64) for t in tensors)
+    assert not all(torch.equal(tensors[0], t) for t in tensors[1:])
+
+
+def test_sketch_frame_is_where_the_network_input_lies() -> None:
+    image = Image.new("L", (400, 300), 255)
+    ImageDraw.Draw(image).rectangle((100, 50, 200, 250), outline=0, width=3)
+    left, top, side = sketch_frame(image)
+    # the frame is the strokes' bounding box, squared and padded: cropping it reproduces the input
+    framed = Image.new("L", (side, side), 255)
+    framed.paste(image, (-left, -top))
+    expected = normalise_sketch(image, 64)
+    got = framed.resize((64, 64), Image.Resampling.BILINEAR)
+    assert np.abs(np.asarray(expected, np.int16) - np.asarray(got, np.int16)).mean() < 2
+    assert left < 100 and top < 50 and left + side > 203 and top + side > 253
