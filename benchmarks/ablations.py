@@ -71,13 +71,18 @@ def train_and_score(name: str, flags: list[str], args: argparse.Namespace) -> di
     }
 
 
-def main() -> None:
+def budget_arguments(out: str) -> argparse.Namespace:
+    """The shared training budget of the ablations and the options benchmark."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "ablations")
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / out)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = budget_arguments("ablations")
     rows = []
     for name, flags in VARIANTS.items():
         rows.append(train_and_score(name, flags, args))

@@ -8,11 +8,9 @@ Chosen by the validation columns; the test columns are reported, never used to c
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
-from benchmarks.ablations import ROOT, train_and_score
+from benchmarks.ablations import budget_arguments, train_and_score
 from benchmarks.common import DOCS, write_result
 
 OPTIONS = {
@@ -21,12 +19,7 @@ OPTIONS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "options")
-    args = parser.parse_args()
+    args = budget_arguments("options")
     ablations = json.loads((DOCS / "ablations.json").read_text())
     budget = {"epochs": args.epochs, "image_size": args.image_size, "lr": args.lr}
     if any(ablations[k] != v for k, v in budget.items()):

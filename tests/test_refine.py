@@ -136,20 +136,13 @@ def test_more_like_this_bad_input(client: TestClient, path: str, status: int, co
 
 def test_more_like_this_of_a_photo_not_yet_indexed(client: TestClient, sketchy: Path) -> None:
     assert client.post("/admin/galleries", json={"name": "fresh"}, headers=AUTH).status_code == 201
-    photo = sorted((sketchy / "photo" / "tx_000000000000" / "fish").glob("*.jpg"))[0]
-    files = [("files", (photo.name, photo.read_bytes(), "image/jpeg"))]
-    image_id = client.post("/admin/galleries/fresh/images", files=files, headers=AUTH).json()["images"][0][
-        "image_id"
-    ]
+    fish = sorted((sketchy / "photo" / "tx_000000000000" / "fish").glob("*.jpg"))
+    image_id = upload(client, "fresh", fish[0])
     r = client.post(f"/search/similar/{image_id}")
     assert r.status_code == 409 and error_code(r) == "no_index"
     wait_for_job(client, client.post("/admin/galleries/fresh/reindex", headers=AUTH).json()["job_id"])
     client.app.state.service.indexes.refresh()  # type: ignore[attr-defined]
-    other = sorted((sketchy / "photo" / "tx_000000000000" / "fish").glob("*.jpg"))[1]
-    files = [("files", (other.name, other.read_bytes(), "image/jpeg"))]
-    late = client.post("/admin/galleries/fresh/images", files=files, headers=AUTH).json()["images"][0][
-        "image_id"
-    ]
+    late = upload(client, "fresh", fish[1])
     r = client.post(f"/search/similar/{late}")
     assert r.status_code == 409 and error_code(r) == "not_indexed"
     assert client.post(f"/search/similar/{image_id}").status_code == 200
