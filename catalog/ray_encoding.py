@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,7 @@ class PhotoEncoderActor:
         if self.encoder.checksum != checksum:
             raise RuntimeError("the checkpoint received by this Ray worker is not the one the build uses")
         self.max_pixels = max_pixels
+        self.actor_id = ray.get_runtime_context().get_actor_id() or "driver"
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         paths, hashes = batch["path"], batch["sha256"]
@@ -97,7 +99,8 @@ class PhotoEncoderActor:
                 errors[i] = f"unreadable: {exc}"
         if images:
             codes[rows] = self.encoder.encode_photos(images, None, len(images)).packed
-        return {"sha256": hashes, "code": codes, "error": errors}
+        actor = np.array([self.actor_id] * len(paths), dtype=object)  # who did the work, for the log
+        return {"sha256": hashes, "code": codes, "error": errors, "actor": actor}
 
 
 def connect(address: str) -> None:
@@ -151,7 +154,12 @@ def encode_on_ray(
     actors, gpus, cpus = _pool(options, settings)
     device = "cuda" if gpus else "cpu"
     paths = {c.sha256: str(c.path) for c in todo}
-    dataset = ray.data.from_items([{"path": str(c.path), "sha256": c.sha256} for c in todo])
+    # One block per batch: Ray Data hands an actor one block per task, so fewer blocks than actors
+    # would leave actors idle (and a block is what is retried when an actor dies).
+    blocks = -(-len(todo) // options.batch_size)
+    dataset = ray.data.from_items(
+        [{"path": str(c.path), "sha256": c.sha256} for c in todo], override_num_blocks=blocks
+    )
     encoded = dataset.map_batches(
         PhotoEncoderActor,
         batch_size=options.batch_size,
@@ -176,7 +184,9 @@ def encode_on_ray(
         total=len(todo), desc=f"encode (ray, {actors} {device} actors)", unit="img", disable=not show_progress
     )
     batch: dict[str, Any]
+    per_actor: Counter[str] = Counter()
     for batch in encoded.iter_batches(batch_size=None, batch_format="numpy"):
+        per_actor.update(str(a) for a in batch["actor"])
         for sha, code, error in zip(batch["sha256"], batch["code"], batch["error"], strict=True):
             if error:
                 failed.append({"path": paths[str(sha)], "reason": str(error)})
@@ -185,3 +195,4 @@ def encode_on_ray(
         bar.update(len(batch["sha256"]))
         progress(len(batch["sha256"]))
     bar.close()
+    log.info("Ray actors encoded %s photos", " + ".join(str(n) for n in sorted(per_actor.values())))

@@ -4,6 +4,7 @@ and nothing imports Ray unless asked."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -90,8 +91,9 @@ def single_process(
 
 
 def test_ray_build_matches_the_single_process_build(
-    cluster: str, single_process, checkpoint: Path, source: Path, tmp_path: Path
+    cluster: str, single_process, checkpoint: Path, source: Path, tmp_path: Path, caplog
 ) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.INFO, logger="catalog.ray_encoding")
     settings, sessions = environment(tmp_path, checkpoint)
     steps: list[tuple[int, int]] = []
     builder = GalleryBuilder(
@@ -110,6 +112,9 @@ def test_ray_build_matches_the_single_process_build(
     assert snapshot(settings, sessions) == local  # bit-identical codes, the same rows
     assert len({code for _, code in local.values()}) > 3  # real codes (classes share some), not one constant
     assert steps[-1] == (37, 37) and len(steps) >= 5  # progress as batches come back
+    shares = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("Ray actors encoded"))
+    # how the 37 photos split over the actors depends on which one started first; the total does not
+    assert sum(int(n) for n in shares.split()[3::2]) == 37, shares
     # a second build reuses every code from the cache, on Ray or not
     again = builder.build("g", source)
     assert again.encoded == 0 and again.reused == 36
