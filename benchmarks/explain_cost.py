@@ -4,8 +4,8 @@ guesses add to every search.
     python -m benchmarks.explain_cost [--rounds 20]
 
 The real app in-process (committed checkpoint, a gallery of real photos), plain and explained searches
-interleaved so both see the same machine load. Reports server-side time (took_ms), response size and
-the size of one heat map.
+interleaved so both see the same machine load. Reports server-side time (took_ms), response size, the
+size of one heat map, and how much the attention masks vary at all (max - min within a mask).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ def main() -> None:
             timings: dict[str, list[float]] = {"plain": [], "explain": []}
             sizes: dict[str, list[int]] = {"plain": [], "explain": []}
             heatmaps: list[int] = []
+            spans: dict[str, list[float]] = {"sketch": [], "photo": []}  # how much the masks vary
             for round_ in range(args.rounds + 1):
                 for sketch in sketches:
                     for mode, query in (("plain", ""), ("explain", "&explain=1")):
@@ -62,9 +63,11 @@ def main() -> None:
                         timings[mode].append(body["took_ms"])
                         sizes[mode].append(len(r.content))
                         if mode == "explain":
-                            heatmaps += [
-                                len(m["attention"]["png"]) for m in body["results"] if m["attention"]
-                            ]
+                            explained = [m["attention"] for m in body["results"] if m["attention"]]
+                            heatmaps += [len(a["png"]) for a in explained]
+                            e = body["explanation"]
+                            spans["sketch"].append(e["mask_max"] - e["mask_min"])
+                            spans["photo"] += [a["mask_max"] - a["mask_min"] for a in explained]
             continuous = np.random.default_rng(0).random((1, encoder.bits), dtype=np.float32)
             start = time.perf_counter()
             for _ in range(1000):
@@ -82,6 +85,8 @@ def main() -> None:
         "explain_response_bytes": round(statistics.median(sizes["explain"])),
         "heatmap_data_uri_bytes_median": round(statistics.median(heatmaps)),
         "class_guesses_us": round(guesses_us, 1),
+        "sketch_mask_range_max": round(max(spans["sketch"]), 5),
+        "photo_mask_range_max": round(max(spans["photo"]), 5),
     }
     print(result, flush=True)
     write_result("explain_cost", result, "python -m benchmarks.explain_cost")
