@@ -10,7 +10,9 @@ from catalog.errors import Invalid, NotFound
 
 
 def get_gallery(session: Session, name: str) -> Gallery:
-    gallery = session.scalar(select(Gallery).where(Gallery.name == name))
+    # No gallery name holds a NUL (names are validated when created), and PostgreSQL refuses NUL in a
+    # query parameter outright: answer "unknown" without asking it.
+    gallery = None if "\x00" in name else session.scalar(select(Gallery).where(Gallery.name == name))
     if gallery is None:
         raise NotFound("unknown_gallery", f"there is no gallery named {name!r}")
     return gallery

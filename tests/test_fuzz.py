@@ -38,7 +38,7 @@ CHECKS = ",".join(
 BIN = Path(sys.executable).parent
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # one server per run: the run with the token may delete the gallery (DELETE is fuzzed too)
 def server(
     tmp_path_factory: pytest.TempPathFactory, sketchy: Path, tiny_checkpoint: Path, postgres_server_url: str
 ) -> Iterator[str]:

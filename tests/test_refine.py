@@ -23,6 +23,7 @@ from tests.helpers import (
     build,
     error_code,
     make_client,
+    migrated_sessions,
     photos_of,
     sketch_png,
     wait_for_job,
@@ -347,3 +348,26 @@ def test_heat_maps_amplify_structure_not_noise() -> None:
     peaked[4:8, 4:8] = 0.9  # real structure
     a = alpha(peaked)
     assert a[16:20, 16:20].mean() > a[40:, 40:].mean() + 100  # where the mask is high, the map is strong
+
+
+@pytest.mark.postgres
+def test_nul_characters_are_refused_not_500_on_postgres(
+    tmp_path: Path, sketchy: Path, tiny_checkpoint: Path, postgres_url: str
+) -> None:
+    """Found by Schemathesis: PostgreSQL refuses a NUL in a query parameter, which surfaced as a 500."""
+    source = tmp_path / "photos"
+    photos_of(sketchy, ("cat",), source, per_class=3)
+    migrated_sessions(postgres_url)
+    with make_client(tmp_path, tiny_checkpoint, url=postgres_url) as c:
+        build(c, tiny_checkpoint, "demo", source)
+        png = {"file": ("s.png", sketch_png(), "image/png")}
+        cases = [
+            (c.get("/admin/jobs?gallery=%02%00", headers=AUTH), 404, "unknown_gallery"),
+            (c.delete("/admin/galleries/a%00b", headers=AUTH), 404, "unknown_gallery"),
+            (c.post("/admin/galleries/a%00b/reindex", headers=AUTH), 404, "unknown_gallery"),
+            (c.post("/search?gallery=a%00b", files=png), 404, "unknown_gallery"),
+            (c.post("/search?label=a%00b", files=png), 422, "invalid_request"),
+            (c.post("/search/similar/1?label=%00"), 422, "invalid_request"),
+        ]
+        for response, status, code in cases:
+            assert (response.status_code, error_code(response)) == (status, code), response.text

@@ -17,6 +17,7 @@ LabelFilter = Annotated[
     Query(
         min_length=1,
         max_length=256,
+        pattern=r"^[^\x00]+$",  # no NUL: PostgreSQL refuses it in a query parameter
         description="only photos with this label (e.g. one of the guesses); "
         "ignored by a gallery without labels",
     ),
