@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
+from catalog.ray_encoding import LOCAL
 from indexer import commands_index, commands_train
 
 app = typer.Typer(
@@ -17,5 +20,19 @@ app.command()(commands_index.build)
 app.command()(commands_index.search)
 app.command()(commands_index.worker)
 
+
+def optional_ray_address(argv: list[str]) -> list[str]:
+    """`--ray` alone means a local Ray (Typer options cannot have an optional value)."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--ray" and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            out[i] = f"--ray={LOCAL}"
+    return out
+
+
+def main() -> None:
+    app(args=optional_ray_address(sys.argv[1:]), prog_name="indexer")
+
+
 if __name__ == "__main__":
-    app()
+    main()

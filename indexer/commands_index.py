@@ -17,7 +17,7 @@ from catalog.encoders import encoder_for
 from catalog.index_store import IndexFileError, IndexType, active_version, load_index
 from catalog.locks import BuildLocked
 from catalog.ranking import rank
-from catalog.ray_encoding import LOCAL, RayOptions, ray_options
+from catalog.ray_encoding import RayOptions, ray_options
 from catalog.settings import Settings, get_settings
 from catalog.worker import Worker
 from model.checkpoint import CheckpointError
@@ -60,8 +60,6 @@ def build(
         str | None,
         typer.Option(
             "--ray",
-            is_flag=False,
-            flag_value=LOCAL,
             metavar="[ADDRESS]",
             help="encode on Ray: alone, a local Ray; or 'auto', host:port, ray://host:port of a cluster",
         ),

@@ -241,3 +241,18 @@ assert "ray" not in sys.modules, "ray was imported"
         [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300
     )
     assert out.returncode == 0, out.stderr
+
+
+def test_ray_flag_alone_means_a_local_ray() -> None:
+    from indexer.cli import optional_ray_address
+
+    build = ["build", "--gallery", "g"]
+    assert optional_ray_address([*build, "--ray"]) == [*build, "--ray=local"]
+    assert optional_ray_address([*build, "--ray", "--batch-size", "8"]) == [
+        *build,
+        "--ray=local",
+        "--batch-size",
+        "8",
+    ]
+    assert optional_ray_address([*build, "--ray", "head:6379"]) == [*build, "--ray", "head:6379"]
+    assert optional_ray_address(build) == build
