@@ -113,16 +113,25 @@ class Encoder:
     def edge_maps(self, photos: list[Image.Image]) -> list[Image.Image] | None:
         return self.edges.detect_batch(photos) if self.edges is not None else None
 
-    @torch.inference_mode()
-    def _encode_photo_batch(
+    def photo_tensors(
         self, photos: list[Image.Image], edges: Sequence[Image.Image | None] | None
-    ) -> Codes:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The shared photo+edge preprocessing, stacked (edges None for a model without the edge branch)."""
         pairs = [
             preprocess_photo_pair(p, edges[i] if edges is not None else None, self.config.image_size)
             for i, p in enumerate(photos)
         ]
-        photo_t = torch.stack([p for p, _ in pairs]).to(self.device)
-        edge_t = torch.stack([e for _, e in pairs]).to(self.device) if self.config.use_edge else None  # type: ignore[misc]
+        photo_t = torch.stack([p for p, _ in pairs])
+        edge_t = torch.stack([e for _, e in pairs]) if self.config.use_edge else None  # type: ignore[misc]
+        return photo_t, edge_t
+
+    @torch.inference_mode()
+    def _encode_photo_batch(
+        self, photos: list[Image.Image], edges: Sequence[Image.Image | None] | None
+    ) -> Codes:
+        photo_t, edge_t = self.photo_tensors(photos, edges)
+        photo_t = photo_t.to(self.device)
+        edge_t = edge_t.to(self.device) if edge_t is not None else None
         if self.runtime is not None:
             return Codes.of(self.runtime.photo(photo_t, edge_t))
         with self._autocast():
@@ -175,12 +184,7 @@ class Encoder:
     ) -> tuple[np.ndarray, list[tuple[float, float, float, float]]] | None:
         """Co-attention masks (N, h, w) of photos, and each photo's area inside its letterboxed input
         as fractions (left, top, right, bottom); None when the model has no attention."""
-        pairs = [
-            preprocess_photo_pair(p, edges[i] if edges is not None else None, self.config.image_size)
-            for i, p in enumerate(photos)
-        ]
-        photo_t = torch.stack([p for p, _ in pairs])
-        edge_t = torch.stack([e for _, e in pairs]) if self.config.use_edge else None  # type: ignore[misc]
+        photo_t, edge_t = self.photo_tensors(photos, edges)
         with self._autocast():
             masks = explain.co_attention(self.model, photo_t, edge_t)
         if masks is None:
