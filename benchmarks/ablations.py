@@ -71,9 +71,11 @@ def train_and_score(name: str, flags: list[str], args: argparse.Namespace) -> di
     }
 
 
-def budget_arguments(out: str) -> argparse.Namespace:
+def budget_arguments(out: str, with_only: bool = False) -> argparse.Namespace:
     """The shared training budget of the ablations and the options benchmark."""
     parser = argparse.ArgumentParser()
+    if with_only:
+        parser.add_argument("--only", nargs="*", default=[], help="run the options whose names start so")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-3)

@@ -94,7 +94,9 @@ def train(
     ] = 3e-3,
     bits: int = 64,
     image_size: int = 128,
-    backbone: str = "efficientnet_lite0",
+    backbone: Annotated[
+        str, typer.Option(help="efficientnet_lite0, efficientnet_lite2 (the lite2 extra), resnet50, vgg16")
+    ] = "efficientnet_lite0",
     edge_detector: str = "canny",
     attention: bool = True,
     edge: bool = True,
@@ -113,6 +115,10 @@ def train(
         bool, typer.Option(help="keep the backbones' ImageNet batch-norm statistics while fine-tuning")
     ] = True,
     backbone_lr_scale: Annotated[float, typer.Option(help="backbone learning rate as a share of --lr")] = 0.1,
+    photo_lr_scale: Annotated[
+        float | None,
+        typer.Option(help="photo backbone's share of --lr (default: --backbone-lr-scale); beyond the paper"),
+    ] = None,
     stroke_augment: Annotated[
         bool,
         typer.Option(help="drop stroke pieces and wobble lines (drawings from memory); beyond the paper"),
@@ -160,6 +166,7 @@ def train(
         freeze_low_level=freeze_low_level,
         freeze_bn_stats=freeze_bn_stats,
         backbone_lr_scale=backbone_lr_scale,
+        photo_lr_scale=photo_lr_scale,
         stroke_augment=stroke_augment,
         seed=seed,
         max_steps_per_epoch=max_steps,

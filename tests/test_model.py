@@ -90,3 +90,17 @@ def test_pretrained_lite0_weights_load_from_the_installed_package() -> None:
         flat = pretrained.high(pretrained.low(torch.zeros(1, 3, 96, 96)))
         busy = pretrained.high(pretrained.low(torch.randn(1, 3, 96, 96)))
     assert flat.shape == (1, 1280) and not torch.allclose(flat, busy)
+
+
+def test_lite2_backbone_loads_its_imagenet_weights_and_splits_at_stride_8() -> None:
+    lite2 = build_backbone("efficientnet_lite2", pretrained=True)
+    scratch = build_backbone("efficientnet_lite2", pretrained=False)
+    assert not torch.allclose(lite2.low.stem.weight, scratch.low.stem.weight)
+    with torch.no_grad():
+        low = lite2.low(torch.randn(1, 3, 128, 128))
+        assert low.shape == (1, lite2.low_channels, 16, 16)  # the stride-8 stage, where attention looks
+        assert lite2.high(low).shape == (1, lite2.high_channels)
+    model = CSCAN(ModelConfig(backbone="efficientnet_lite2", image_size=64, num_classes=3), pretrained=False)
+    photo, edge, sketch = (torch.rand(2, 3, 64, 64) for _ in range(3))
+    assert model.encode_sketch(sketch).shape == (2, 64)
+    assert model.encode_photo(photo, edge).shape == (2, 64)

@@ -14,7 +14,7 @@ from model.config import ModelConfig
 from model.cscan import CSCAN
 from model.factory import build_model
 from training.datasets import read_split
-from training.training import TrainConfig, Trainer, load_train_data, warm_start
+from training.training import TrainConfig, Trainer, load_train_data, param_groups, warm_start
 
 CLASSES = ("cat", "teapot", "bicycle", "airplane")
 
@@ -76,3 +76,21 @@ def test_sketches_without_photos_train_only_the_sketch_classifier(sketchy: Path,
     )
     trainer.run()
     assert all("sketch_only_cls" in step for step in trainer.step_losses)
+
+
+def test_photo_branch_gets_its_own_learning_rate_when_asked() -> None:
+    config = ModelConfig(image_size=64, num_classes=2, class_names=["cat", "dog"], edge_detector="canny")
+    model = CSCAN(config, pretrained=False)
+    photo_ids = {id(p) for m in (model.photo_low, model.photo_high) for p in m.parameters()}
+
+    def lr_of_photo_params(train: TrainConfig) -> list[float]:
+        groups = param_groups(model, train)
+        assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+        return sorted({g["lr"] for g in groups for p in g["params"] if id(p) in photo_ids})
+
+    assert lr_of_photo_params(TrainConfig(lr=1e-3, backbone_lr_scale=0.1)) == [pytest.approx(1e-4)]
+    assert lr_of_photo_params(TrainConfig(lr=1e-3, photo_lr_scale=0.02)) == [pytest.approx(2e-5)]
+    # the sketch/edge backbone keeps backbone_lr_scale
+    sketch = next(model.sketch_low.parameters())
+    groups = param_groups(model, TrainConfig(lr=1e-3, photo_lr_scale=0.02))
+    assert [g["lr"] for g in groups if any(p is sketch for p in g["params"])] == [pytest.approx(1e-4)]

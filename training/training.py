@@ -33,6 +33,9 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 3e-3  # heads; the pretrained backbones train at lr * backbone_lr_scale
     backbone_lr_scale: float = 0.1
+    # Beyond the paper: the photo branch's own share of lr (None: backbone_lr_scale). A lower rate keeps
+    # more of ImageNet's generality for photos the model never trains on (users' galleries).
+    photo_lr_scale: float | None = None
     weight_decay: float = 1e-4
     own_photo_prob: float = 0.5  # how often the positive is the photo the sketch was drawn from
     mining: NegativeMining = "all"
@@ -170,6 +173,7 @@ def backbone_batch_norms(model: CSCAN) -> list[torch.nn.Module]:
 
 def param_groups(model: CSCAN, train: TrainConfig) -> list[dict]:
     backbone: list[torch.nn.Parameter] = []
+    photo: list[torch.nn.Parameter] = []
     heads: list[torch.nn.Parameter] = []
     frozen = set()
     if train.freeze_low_level:
@@ -178,9 +182,15 @@ def param_groups(model: CSCAN, train: TrainConfig) -> list[dict]:
         if id(param) in frozen:
             param.requires_grad_(False)
             continue
-        (backbone if name.split(".")[0].endswith(("_low", "_high")) else heads).append(param)
+        module = name.split(".")[0]
+        if module in ("photo_low", "photo_high"):
+            photo.append(param)
+        else:
+            (backbone if module.endswith(("_low", "_high")) else heads).append(param)
+    photo_scale = train.backbone_lr_scale if train.photo_lr_scale is None else train.photo_lr_scale
     return [
         {"params": backbone, "lr": train.lr * train.backbone_lr_scale},
+        {"params": photo, "lr": train.lr * photo_scale},
         {"params": heads, "lr": train.lr},
     ]
 
