@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from benchmarks.common import write_result
 from catalog.builder import scan_source
@@ -26,7 +28,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 PHOTOS = SHARED / "data" / "sketchy-subset" / "photo"
 
 
-def ms_per_photo(run, photos: list, batch: int) -> float:  # type: ignore[no-untyped-def]
+def ms_per_photo(run: Callable[[list[Image.Image]], object], photos: list[Image.Image], batch: int) -> float:
     run(photos[:batch])  # warm-up: first-call allocations and lazy weights
     start = time.perf_counter()
     for i in range(0, len(photos), batch):
