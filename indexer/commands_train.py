@@ -211,7 +211,9 @@ def train(
     }
     init_ckpt = load_checkpoint(init) if init else None
     if init_ckpt is not None and init_ckpt.config.image_size != image_size:
-        raise typer.BadParameter(f"--init was trained at {init_ckpt.config.image_size} px, not {image_size}")
+        # Every layer is convolutional up to global pooling, so the weights carry over to another input
+        # size; the run fine-tunes them at the new one.
+        typer.echo(f"--init was trained at {init_ckpt.config.image_size} px: fine-tuning at {image_size} px")
     trainer = Trainer(
         config, train_cfg, data, out, evaluate=evaluate_fn, device=dev, info=info, init=init_ckpt
     )

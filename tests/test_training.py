@@ -94,3 +94,36 @@ def test_photo_branch_gets_its_own_learning_rate_when_asked() -> None:
     sketch = next(model.sketch_low.parameters())
     groups = param_groups(model, TrainConfig(lr=1e-3, photo_lr_scale=0.02))
     assert [g["lr"] for g in groups if any(p is sketch for p in g["params"])] == [pytest.approx(1e-4)]
+
+
+def _class_folders(sketchy: Path, split: str, out: Path) -> Path:
+    """Two classes of the shared data as class folders of symlinks (nothing copied)."""
+    for item in read_split(sketchy / "splits" / split):
+        if item.label in ("cat", "teapot") and len(list((out / item.label).glob("*"))) < 8:
+            (out / item.label).mkdir(parents=True, exist_ok=True)
+            (out / item.label / item.path.name).symlink_to(item.path)
+    return out
+
+
+@pytest.mark.slow
+def test_init_from_a_checkpoint_of_another_input_size_fine_tunes_at_the_new_size(
+    sketchy: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from indexer.cli import app
+
+    sketches = _class_folders(sketchy, "train_sketches.txt", tmp_path / "sketches")
+    photos = _class_folders(sketchy, "photos.txt", tmp_path / "photos")
+
+    def train(out: str, size: int, *more: str):  # type: ignore[no-untyped-def]
+        args = ["train", "--root", str(tmp_path), "--out", str(tmp_path / out), "--sketches", str(sketches)]
+        args += ["--photos", str(photos), "--epochs", "1", "--max-steps", "1", "--batch-size", "4"]
+        args += ["--no-validation", "--image-size", str(size), "--cache-dir", str(tmp_path / "edges"), *more]
+        return CliRunner().invoke(app, args)
+
+    assert train("small", 64).exit_code == 0
+    result = train("large", 96, "--init", str(tmp_path / "small" / "last.safetensors"))
+    assert result.exit_code == 0, result.output
+    assert "trained at 64 px: fine-tuning at 96 px" in result.output
+    assert load_checkpoint(tmp_path / "large" / "last.safetensors").config.image_size == 96
