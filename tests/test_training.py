@@ -127,3 +127,27 @@ def test_init_from_a_checkpoint_of_another_input_size_fine_tunes_at_the_new_size
     assert result.exit_code == 0, result.output
     assert "trained at 64 px: fine-tuning at 96 px" in result.output
     assert load_checkpoint(tmp_path / "large" / "last.safetensors").config.image_size == 96
+
+
+def test_train_cli_choices_are_the_configs_own_and_others_are_refused(tmp_path: Path) -> None:
+    from typing import get_args
+
+    from typer.testing import CliRunner
+
+    from indexer.cli import app
+    from indexer.commands_train import BackboneChoice, EdgeDetectorChoice, FusionChoice, MiningChoice
+    from model.config import Backbone, EdgeDetectorName, Fusion
+    from model.losses import NegativeMining
+
+    for choice, literal in (
+        (BackboneChoice, Backbone),
+        (EdgeDetectorChoice, EdgeDetectorName),
+        (FusionChoice, Fusion),
+        (MiningChoice, NegativeMining),
+    ):
+        assert {c.value for c in choice} == set(get_args(literal))
+    result = CliRunner().invoke(
+        app,
+        ["train", "--root", str(tmp_path), "--out", str(tmp_path / "run"), "--backbone", "efficientnet_b9"],
+    )
+    assert result.exit_code == 2 and "efficientnet_lite2" in result.output  # the choices, no traceback
