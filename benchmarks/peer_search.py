@@ -62,7 +62,7 @@ def main() -> None:
     q_labels = np.array([classes[i.label] for i in query_items])
     g_labels = np.array([classes[i.label] for i in gallery_items])
     queries = encoder.encode_sketches(load_images(query_items))
-    photos, edges = load_photos(gallery_items, encoder.config, args.cache_dir)
+    photos, edges = load_photos(gallery_items, encoder.edges, args.cache_dir)
     gallery = encoder.encode_photos(photos, edges)
     bits = encoder.bits
 

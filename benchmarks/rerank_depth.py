@@ -38,7 +38,7 @@ def main() -> None:
     torch.set_num_threads(2)
     encoder = load_encoder(args.checkpoint, "cpu")
     queries = encoder.encode_sketches(load_images(read_split(SKETCHY / "splits" / "test_sketches.txt")))
-    photos, edges = load_photos(read_split(SKETCHY / "splits" / "photos.txt"), encoder.config, args.cache_dir)
+    photos, edges = load_photos(read_split(SKETCHY / "splits" / "photos.txt"), encoder.edges, args.cache_dir)
     gallery = encoder.encode_photos(photos, edges)
     index = faiss.IndexBinaryFlat(encoder.bits)
     index.add(gallery.packed)

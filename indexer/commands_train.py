@@ -124,6 +124,9 @@ def train(
         BackboneChoice, typer.Option(help="Lite2 needs the lite2 extra; ResNet/VGG download their weights")
     ] = BackboneChoice.LITE0,
     edge_detector: EdgeDetectorChoice = EdgeDetectorChoice.CANNY,
+    edge_weights: Annotated[
+        Path | None, typer.Option(help="the edge detector's weights file, if not bundled (PiDiNet)")
+    ] = None,
     attention: bool = True,
     edge: bool = True,
     share_sketch_edge: bool = True,
@@ -198,7 +201,10 @@ def train(
         max_steps_per_epoch=max_steps,
         time_budget_s=time_budget,
     )
-    data = load_train_data(sketch_items, photo_items, config, cache_dir, dev)
+    try:
+        data = load_train_data(sketch_items, photo_items, config, cache_dir, dev, edge_weights)
+    except (ValueError, FileNotFoundError) as exc:  # the edge detector's weights
+        raise typer.BadParameter(str(exc), param_hint="--edge-weights") from None
     evaluate_fn = None
     photo_classes = {i.label for i in photo_items}
     extra_val = [i for i in extra_val if i.label in photo_classes]  # retrieval needs photos of the class
@@ -262,6 +268,9 @@ def evaluate(
     device: str = "auto",
     batch: int = 64,
     cache_dir: Path = Path("data/cache/edges"),
+    edge_weights: Annotated[
+        Path | None, typer.Option(help="the edge detector's weights file, if not bundled (PiDiNet)")
+    ] = None,
     image_size: Annotated[
         int | None, typer.Option(help="evaluate at another input size than trained (a speed trial)")
     ] = None,
@@ -271,11 +280,12 @@ def evaluate(
 ) -> None:
     """Tie-aware Hamming mAP (full ranking), mAP@200, P@10, P@200, and the same for continuous codes."""
     started = time.monotonic()
+    weights = str(edge_weights) if edge_weights else None
     if image_size is not None:  # a trial at another input size (the ONNX export is fixed to the trained one)
-        encoder = load_encoder(checkpoint, device, backend="torch")
+        encoder = load_encoder(checkpoint, device, weights, backend="torch")
         encoder.config.image_size = image_size
     else:
-        encoder = load_encoder(checkpoint, device)
+        encoder = load_encoder(checkpoint, device, weights)
     query_items, gallery_items = read_items(queries, root), read_items(gallery, root)
     gallery_classes = {i.label for i in gallery_items}
     unmatched = [i for i in query_items if i.label not in gallery_classes]
@@ -289,7 +299,7 @@ def evaluate(
     q_labels = np.array([index[i.label] for i in query_items])
     g_labels = np.array([index[i.label] for i in gallery_items])
     query_images = load_images(query_items)
-    photos, edges = load_photos(gallery_items, encoder.config, cache_dir, str(encoder.device))
+    photos, edges = load_photos(gallery_items, encoder.edges, cache_dir)
     queries_set = EncodedSet(encoder.encode_sketches(query_images, batch), q_labels)
     gallery_set = EncodedSet(encoder.encode_photos(photos, edges, batch), g_labels)
     result = score(queries_set, gallery_set, encoder.bits)

@@ -151,3 +151,29 @@ def test_train_cli_choices_are_the_configs_own_and_others_are_refused(tmp_path: 
         ["train", "--root", str(tmp_path), "--out", str(tmp_path / "run"), "--backbone", "efficientnet_b9"],
     )
     assert result.exit_code == 2 and "efficientnet_lite2" in result.output  # the choices, no traceback
+
+
+@pytest.mark.slow
+def test_pidinet_training_takes_its_weights_and_refuses_cleanly_without(
+    sketchy: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from indexer.cli import app
+
+    weights = sketchy.parent.parent / "weights" / "pidinet" / "table5_pidinet-tiny.pth"
+    sketches = _class_folders(sketchy, "train_sketches.txt", tmp_path / "sketches")
+    photos = _class_folders(sketchy, "photos.txt", tmp_path / "photos")
+
+    def train(*more: str):  # type: ignore[no-untyped-def]
+        args = ["train", "--root", str(tmp_path), "--out", str(tmp_path / "run"), "--sketches", str(sketches)]
+        args += ["--photos", str(photos), "--epochs", "1", "--max-steps", "1", "--batch-size", "4"]
+        args += ["--no-validation", "--image-size", "64", "--edge-detector", "pidinet", *more]
+        return CliRunner().invoke(app, [*args, "--cache-dir", str(tmp_path / "edges")])
+
+    refused = train()
+    message = " ".join(refused.output.replace("│", " ").split())  # unwrap the error box
+    assert refused.exit_code == 2 and "needs its weights" in message  # a message, not a traceback
+    trained = train("--edge-weights", str(weights))
+    assert trained.exit_code == 0, trained.output
+    assert load_checkpoint(tmp_path / "run" / "last.safetensors").config.edge_detector == "pidinet"

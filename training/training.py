@@ -19,7 +19,7 @@ from tqdm import tqdm
 from model.checkpoint import Checkpoint, save_checkpoint
 from model.config import ModelConfig
 from model.cscan import CSCAN
-from model.edges import build_edge_detector
+from model.edges import EdgeDetector, build_edge_detector
 from model.edges.cache import EdgeCache, content_hash
 from model.files import atomic_write
 from model.losses import LossWeights, NegativeMining, cscan_loss
@@ -80,8 +80,9 @@ class TrainData:
     sketch_only_labels: list[int] = field(default_factory=list)
 
 
-def load_photos(items: list[Item], config: ModelConfig, cache_dir: Path | None, device: str = "cpu"):
-    """Decode photos and get their edge maps (from the cache when there)."""
+def load_photos(items: list[Item], detector: EdgeDetector | None, cache_dir: Path | None):
+    """Decode photos and get their edge maps from ``detector`` (None: a model without the edge branch),
+    from the cache when there. Evaluation passes its encoder's own detector, so the two cannot differ."""
     photos, hashes = [], []
     for item in tqdm(items, desc="photos", unit="img"):
         data = item.path.read_bytes()
@@ -89,8 +90,7 @@ def load_photos(items: list[Item], config: ModelConfig, cache_dir: Path | None, 
         with Image.open(item.path) as im:
             photos.append(im.convert("RGB"))
     edges: list[Image.Image | None] = [None] * len(photos)
-    if config.use_edge:
-        detector = build_edge_detector(config.edge_detector, device, size=config.edge_size)
+    if detector is not None:
         cache = EdgeCache(cache_dir or Path(".cache/edges"), detector)
         edges = []
         for start in tqdm(range(0, len(photos), 16), desc=f"edges ({detector.name})", unit="batch"):
@@ -107,11 +107,21 @@ def read_sketches(items: list[Item]) -> list[Image.Image]:
 
 
 def load_train_data(
-    sketches: list[Item], photos: list[Item], config: ModelConfig, cache_dir: Path | None, device: str = "cpu"
+    sketches: list[Item],
+    photos: list[Item],
+    config: ModelConfig,
+    cache_dir: Path | None,
+    device: str = "cpu",
+    edge_weights: str | Path | None = None,
 ) -> TrainData:
-    """Sketches of a class with photos become triplet anchors; the rest train the sketch classifier only."""
+    """Sketches of a class with photos become triplet anchors; the rest train the sketch classifier only.
+
+    Raises ValueError or FileNotFoundError when the edge detector cannot be built (PiDiNet's weights)."""
     index = {name: i for i, name in enumerate(config.class_names)}
-    photo_images, edges = load_photos(photos, config, cache_dir, device)
+    detector = None
+    if config.use_edge:
+        detector = build_edge_detector(config.edge_detector, device, edge_weights, size=config.edge_size)
+    photo_images, edges = load_photos(photos, detector, cache_dir)
     photo_classes = {p.label for p in photos}
     paired = [s for s in sketches if s.label in photo_classes]
     alone = [s for s in sketches if s.label not in photo_classes]
