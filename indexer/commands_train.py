@@ -15,6 +15,7 @@ import typer
 
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.config import ModelConfig
+from model.edges import EdgeWeightsMissing
 from model.factory import load_encoder, resolve_device
 from model.hashing import hamming_matrix
 from model.losses import LossWeights
@@ -203,7 +204,7 @@ def train(
     )
     try:
         data = load_train_data(sketch_items, photo_items, config, cache_dir, dev, edge_weights)
-    except (ValueError, FileNotFoundError) as exc:  # the edge detector's weights
+    except EdgeWeightsMissing as exc:
         raise typer.BadParameter(str(exc), param_hint="--edge-weights") from None
     evaluate_fn = None
     photo_classes = {i.label for i in photo_items}

@@ -116,7 +116,7 @@ def load_train_data(
 ) -> TrainData:
     """Sketches of a class with photos become triplet anchors; the rest train the sketch classifier only.
 
-    Raises ValueError or FileNotFoundError when the edge detector cannot be built (PiDiNet's weights)."""
+    Raises EdgeWeightsMissing when the edge detector's weights are not there (PiDiNet needs a path)."""
     index = {name: i for i, name in enumerate(config.class_names)}
     detector = None
     if config.use_edge:

@@ -10,6 +10,11 @@ import numpy as np
 from PIL import Image
 
 
+class EdgeWeightsMissing(FileNotFoundError, ValueError):
+    """An edge detector's weights are not installed or not given; the message says how to get them.
+    (A FileNotFoundError and, as a missing argument, a ValueError: what callers caught before.)"""
+
+
 class EdgeDetector(ABC):
     """Maps RGB photos to uint8 edge drawings: dark lines (0) on white (255), same size as the input."""
 
@@ -87,7 +92,7 @@ def build_edge_detector(
         return HEDEdgeDetector(weights_path=weights, device=device, **({"size": size} if size else {}))
     if name == "pidinet":
         if weights is None:
-            raise ValueError(
+            raise EdgeWeightsMissing(
                 "the PiDiNet edge detector needs its weights: pass a path (research-only licence, see "
                 "model/edges/pidinet.py); 'hed' and 'canny' need none"
             )

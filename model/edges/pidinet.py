@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from model.edges.base import EdgeDetector, render_lines, thin_edges
+from model.edges.base import EdgeDetector, EdgeWeightsMissing, render_lines, thin_edges
 
 PDC_PATTERN = ("cd", "ad", "rd", "cv") * 4  # init block + 15 blocks
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -154,7 +154,7 @@ class PiDiNetEdgeDetector(EdgeDetector):
         if path.is_dir():
             path = path / "table5_pidinet.pth"
         if not path.is_file():
-            raise FileNotFoundError(f"PiDiNet weights not found at {path}")
+            raise EdgeWeightsMissing(f"PiDiNet weights not found at {path}")
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = state.get("state_dict", state)
         width = state["module.init_block.weight"].shape[0]
