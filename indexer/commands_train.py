@@ -28,7 +28,7 @@ from training.datasets import (
     validation_split,
     write_split,
 )
-from training.evaluation import EncodedSet, load_images, score, training_encoder
+from training.evaluation import EncodedSet, load_images, make_validator, score, validation_set
 from training.metrics import precision_recall_curve
 from training.plots import pr_curve, retrieval_grid, training_curve
 from training.training import TrainConfig, Trainer, load_photos, load_train_data
@@ -75,7 +75,11 @@ def prepare(
     elif dataset == "tuberlin":
         if photos is None:
             raise typer.BadParameter("TU-Berlin needs --photos (the Extended photos, folder per class)")
-        sketches, photo_items, per_class = read_tuberlin_sketches(root), read_folder_per_class(photos), 10
+        sketches, photo_items, per_class = (
+            read_tuberlin_sketches(root),
+            read_folder_per_class(photos),
+            10,
+        )
     else:
         raise typer.BadParameter("dataset must be 'sketchy' or 'tuberlin'")
     train, test = category_split(sketches, per_class, seed)
@@ -117,12 +121,14 @@ def train(
     epochs: int = 15,
     batch_size: int = 32,
     lr: Annotated[
-        float, typer.Option(help="heads' learning rate; backbones train at --backbone-lr-scale of it")
+        float,
+        typer.Option(help="heads' learning rate; backbones train at --backbone-lr-scale of it"),
     ] = 3e-3,
     bits: int = 64,
     image_size: int = 128,
     backbone: Annotated[
-        BackboneChoice, typer.Option(help="Lite2 needs the lite2 extra; ResNet/VGG download their weights")
+        BackboneChoice,
+        typer.Option(help="Lite2 needs the lite2 extra; ResNet/VGG download their weights"),
     ] = BackboneChoice.LITE0,
     edge_detector: EdgeDetectorChoice = EdgeDetectorChoice.CANNY,
     edge_weights: Annotated[
@@ -136,13 +142,42 @@ def train(
     beta: float = 0.05,
     margin: Annotated[float | None, typer.Option(help="triplet margin; default bits/4")] = None,
     mining: MiningChoice = MiningChoice.ALL,
+    class_pull: Annotated[
+        float,
+        typer.Option(help="intra-class pull towards photos other than the sketch's own (paper: 1)"),
+    ] = 1.0,
+    instance: Annotated[
+        float,
+        typer.Option(
+            help="weight of the instance-level triplet (own photo above its class); beyond the paper"
+        ),
+    ] = 0.0,
+    instance_margin: Annotated[float | None, typer.Option(help="its margin; default bits/16")] = None,
+    balance: Annotated[
+        float, typer.Option(help="weight of bit balance + decorrelation; beyond the paper")
+    ] = 0.0,
+    distill: Annotated[
+        float,
+        typer.Option(
+            help="weight of ImageNet knowledge preservation (SAKE) on photo codes; beyond the paper"
+        ),
+    ] = 0.0,
+    distill_temperature: float = 2.0,
+    own_photo_prob: Annotated[
+        float, typer.Option(help="how often a sketch's positive is the photo it was drawn from")
+    ] = 0.5,
+    class_group: Annotated[
+        int,
+        typer.Option(help="sketches of one class together in a batch (instance negatives); 1: plain shuffle"),
+    ] = 1,
     validation: Annotated[bool, typer.Option(help="hold out sketches for periodic evaluation")] = True,
     eval_every: int = 4,
     freeze_low_level: Annotated[
         bool, typer.Option(help="keep the backbones' low-level stages fixed")
     ] = False,
     freeze_bn_stats: Annotated[
-        bool, typer.Option(help="keep the backbones' ImageNet batch-norm statistics while fine-tuning")
+        bool,
+        typer.Option(help="keep the backbones' ImageNet batch-norm statistics while fine-tuning"),
     ] = True,
     backbone_lr_scale: Annotated[float, typer.Option(help="backbone learning rate as a share of --lr")] = 0.1,
     photo_lr_scale: Annotated[
@@ -191,7 +226,19 @@ def train(
         batch_size=batch_size,
         lr=lr,
         mining=mining.value,
-        loss=LossWeights(alpha=alpha, beta=beta, margin=margin),
+        own_photo_prob=own_photo_prob,
+        class_group=class_group,
+        loss=LossWeights(
+            alpha=alpha,
+            beta=beta,
+            margin=margin,
+            class_pull=class_pull,
+            instance=instance,
+            instance_margin=instance_margin,
+            balance=balance,
+            distill=distill,
+            distill_temperature=distill_temperature,
+        ),
         eval_every=eval_every,
         freeze_low_level=freeze_low_level,
         freeze_bn_stats=freeze_bn_stats,
@@ -203,34 +250,30 @@ def train(
         time_budget_s=time_budget,
     )
     try:
-        data = load_train_data(sketch_items, photo_items, config, cache_dir, dev, edge_weights)
+        data = load_train_data(
+            sketch_items,
+            photo_items,
+            config,
+            cache_dir,
+            dev,
+            edge_weights,
+            with_teacher=distill > 0,
+        )
     except EdgeWeightsMissing as exc:
         raise typer.BadParameter(str(exc), param_hint="--edge-weights") from None
     evaluate_fn = None
     photo_classes = {i.label for i in photo_items}
     extra_val = [i for i in extra_val if i.label in photo_classes]  # retrieval needs photos of the class
     if val_items or extra_val:
+        out.mkdir(parents=True, exist_ok=True)
+        write_split(val_items, root, out / "validation_sketches.txt")  # for `indexer evaluate` later
         index = {c: i for i, c in enumerate(classes)}
-        val_sets = [
-            (name, load_images(items), np.array([index[i.label] for i in items]))
-            for name, items in (("", val_items), ("extra_", extra_val))
-            if items
+        sets = [
+            validation_set(p, items, index) for p, items in (("", val_items), ("extra_", extra_val)) if items
         ]
-        gallery_labels = np.array(data.photo_labels)
-
-        def evaluate_fn(model):
-            encoder = training_encoder(model, dev)
-            g = EncodedSet(encoder.encode_photos(data.photos, data.edges), gallery_labels)
-            out = {}
-            for name, images, labels in val_sets:
-                r = score(EncodedSet(encoder.encode_sketches(images), labels), g, config.bits)
-                out[f"{name}mAP"] = r["mAP"]
-                out[f"{name}asym_mAP"] = r["asymmetric"]["mAP"]
-                out[f"{name}cont_mAP"] = r["continuous"]["mAP"]
-            # The model is chosen by the mean Hamming mAP of the validation sets (Sketchy and, when given,
-            # sketches drawn from memory), never by the test split.
-            out["selection"] = float(np.mean([out[f"{n}mAP"] for n, _, _ in val_sets]))
-            return out
+        evaluate_fn = make_validator(
+            sets, data.photos, data.edges, np.array(data.photo_labels), data.photo_ids, dev
+        )
 
     info = {
         "data": {"root": str(root), "sketches": str(sketches), "photos": str(photos)},
@@ -276,7 +319,8 @@ def evaluate(
         int | None, typer.Option(help="evaluate at another input size than trained (a speed trial)")
     ] = None,
     record: Annotated[
-        str | None, typer.Option(help="store the metrics in the checkpoint under this key (release step)")
+        str | None,
+        typer.Option(help="store the metrics in the checkpoint under this key (release step)"),
     ] = None,
 ) -> None:
     """Tie-aware Hamming mAP (full ranking), mAP@200, P@10, P@200, and the same for continuous codes."""
@@ -301,8 +345,12 @@ def evaluate(
     g_labels = np.array([index[i.label] for i in gallery_items])
     query_images = load_images(query_items)
     photos, edges = load_photos(gallery_items, encoder.edges, cache_dir)
-    queries_set = EncodedSet(encoder.encode_sketches(query_images, batch), q_labels)
-    gallery_set = EncodedSet(encoder.encode_photos(photos, edges, batch), g_labels)
+    queries_set = EncodedSet(
+        encoder.encode_sketches(query_images, batch), q_labels, [i.source for i in query_items]
+    )
+    gallery_set = EncodedSet(
+        encoder.encode_photos(photos, edges, batch), g_labels, [i.path.stem for i in gallery_items]
+    )
     result = score(queries_set, gallery_set, encoder.bits)
     result["checkpoint"] = str(checkpoint)
     result["skipped_queries_without_photos"] = len(unmatched)

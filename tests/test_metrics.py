@@ -85,3 +85,61 @@ def test_retrieval_metrics_and_pr_curve() -> None:
     assert recall[-1] == pytest.approx(1.0)
     assert precision[0] == pytest.approx(1.0)  # each query's only photo at distance 0 is relevant
     assert precision[5] == pytest.approx((1 / 2 + 2 / 3) / 2)
+
+
+def brute_force_hit(distances: list[int], target: int, k: int) -> float:
+    """P(target in top k) over every order consistent with the distances."""
+    orders = [
+        order
+        for order in itertools.permutations(range(len(distances)))
+        if all(distances[a] <= distances[b] for a, b in itertools.pairwise(order))
+    ]
+    return sum(order.index(target) < k for order in orders) / len(orders)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 3), min_size=2, max_size=6), st.data())
+def test_rank_hit_probability_is_the_expectation_over_tied_orders(distances: list[int], data) -> None:
+    from training.metrics import rank_hit_probability
+
+    target = data.draw(st.integers(0, len(distances) - 1))
+    k = data.draw(st.integers(1, len(distances)))
+    got = rank_hit_probability(np.array([distances]), np.array([target]), k)[0]
+    assert got == pytest.approx(brute_force_hit(distances, target, k))
+
+
+def test_instance_accuracy_within_the_class_and_chance() -> None:
+    from training.metrics import instance_accuracy
+
+    # gallery: photos 0, 1 of class 0; photos 2, 3 of class 1. Query of class 0 drawn from photo 1.
+    distances = np.array([[1.0, 2.0, 0.0, 0.5]])
+    out = instance_accuracy(distances, np.array([1]), np.array([0]), np.array([0, 0, 1, 1]), ks=(1, 2))
+    assert out["acc@1"] == 0.0 and out["acc@2"] == 0.0  # three photos nearer over the whole gallery
+    assert out["class_acc@1"] == 0.0 and out["class_acc@2"] == 1.0  # second of the two in its class
+    assert out["class_acc@1_chance"] == 0.5 and out["acc@2_chance"] == 0.5
+
+
+def test_code_statistics_counts_collapsed_codes() -> None:
+    from model.hashing import pack_bits
+    from training.metrics import code_statistics
+
+    bits = np.array([[1] * 8, [1] * 8, [0] * 8, [0] * 4 + [1] * 4], dtype=np.uint8)
+    stats = code_statistics(pack_bits(bits), np.array([0, 0, 1, 1]), 8)
+    assert stats["distinct_codes"] == 3
+    assert stats["same_class_pairs_at_hamming_0"] == 0.5  # (0, 1) identical, (2, 3) four bits apart
+    assert stats["bit_on_share_min"] == 0.5 and stats["bit_on_share_max"] == 0.75
+
+
+def test_subclass_precision_against_chance_and_the_best_possible() -> None:
+    from training.metrics import subclass_precision
+
+    labels = np.array([0, 0, 0, 0, 1, 1])
+    synsets = np.array(["a", "a", "b", "b", "c", "c"])  # class 1 has one synset: left out
+    # items 0,1 close, 2,3 close: a perfect ranking
+    points = np.array([0.0, 0.1, 5.0, 5.1, 9.0, 9.1])
+    distances = np.abs(points[:, None] - points[None, :])
+    out = subclass_precision(distances, labels, synsets, k=1)
+    assert out["n_items"] == 4 and out["n_classes"] == 1
+    assert out["precision@1"] == 1.0 and out["precision@1_best_possible"] == 1.0
+    assert out["precision@1_chance"] == pytest.approx(1 / 3)
+    assert out["ratio_to_chance"] == pytest.approx(3.0)

@@ -177,3 +177,63 @@ def test_pidinet_training_takes_its_weights_and_refuses_cleanly_without(
     trained = train("--edge-weights", str(weights))
     assert trained.exit_code == 0, trained.output
     assert load_checkpoint(tmp_path / "run" / "last.safetensors").config.edge_detector == "pidinet"
+
+
+def test_epoch_order_keeps_a_class_together_from_different_photos() -> None:
+    import random
+
+    from training.training import TrainData, epoch_order
+
+    labels = [0, 0, 0, 0, 1, 1, 2]
+    sources = ["a", "a", "b", "b", "c", "d", None]
+    data = TrainData([], labels, sources, [], [], [], [], {}, {})  # type: ignore[arg-type]
+    data.sketches = [None] * len(labels)  # type: ignore[list-item]
+    random.seed(3)
+    order = epoch_order(data, group=2)
+    assert sorted(order) == list(range(7))
+    # runs of two sketches of one class (the lone sketch of class 2 is a run of one), in any order
+    runs, i = [], 0
+    while i < len(order):
+        size = 1 if labels[order[i]] == 2 else 2
+        runs.append(order[i : i + size])
+        i += size
+    assert all(len({labels[j] for j in run}) == 1 for run in runs)
+    # class 0's four sketches come from two photos: each run holds both, never one photo twice
+    assert all(sources[run[0]] != sources[run[1]] for run in runs if labels[run[0]] == 0)
+
+
+@pytest.mark.slow
+def test_training_with_the_instance_balance_and_distillation_terms_resumes(
+    sketchy: Path, tmp_path: Path
+) -> None:
+    from model.losses import LossWeights
+
+    torch.set_num_threads(2)
+    sketches = [s for s in read_split(sketchy / "splits" / "train_sketches.txt") if s.label in CLASSES]
+    photos = [p for p in read_split(sketchy / "splits" / "photos.txt") if p.label in CLASSES]
+    config = ModelConfig(image_size=64, num_classes=4, class_names=sorted(CLASSES), edge_detector="canny")
+    data = load_train_data(sketches, photos, config, tmp_path / "edges", with_teacher=True)
+    assert data.teacher_logits is not None and data.teacher_logits.shape == (len(photos), 1000)
+    # cached: a second load reads the same logits from disk
+    again = load_train_data(sketches, photos, config, tmp_path / "edges", with_teacher=True)
+    assert again.teacher_logits is not None
+    torch.testing.assert_close(again.teacher_logits, data.teacher_logits)
+    loss = LossWeights(instance=1.0, balance=0.2, distill=1.0, class_pull=0.25)
+    train = TrainConfig(
+        epochs=1, batch_size=8, max_steps_per_epoch=3, class_group=2, own_photo_prob=1.0, loss=loss
+    )
+    trainer = Trainer(config, train, data, tmp_path / "run")
+    trainer.run()
+    assert {"instance", "balance", "distill"} <= set(trainer.step_losses[0])
+    assert any(s["instance"] > 0 for s in trainer.step_losses)  # batches held same-class photos
+    longer = Trainer(
+        config,
+        TrainConfig(epochs=2, batch_size=8, max_steps_per_epoch=3, class_group=2, loss=loss),
+        data,
+        tmp_path / "run",
+    )
+    assert longer.resume()
+    assert longer.distill_head is not None and trainer.distill_head is not None
+    torch.testing.assert_close(longer.distill_head.weight, trainer.distill_head.weight)
+    # the student head is a training device: the checkpoint holds the served network only
+    assert not any(k.startswith("distill") for k in longer.checkpoint().state_dict)

@@ -15,6 +15,7 @@ from pathlib import Path
 from model.imageio import IMAGE_EXTENSIONS
 
 _SKETCHY_SKETCH = re.compile(r"^(?P<photo>.+)-\d+$")
+_IMAGENET_PHOTO = re.compile(r"^(?P<wnid>n\d{8})_")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,12 @@ def normalise_class_name(name: str) -> str:
 def sketch_source(path: Path) -> str | None:
     match = _SKETCHY_SKETCH.match(path.stem)
     return match.group("photo") if match else None
+
+
+def synset_of(photo_id: str | None) -> str | None:
+    """The ImageNet synset (wnid) a photo id names, as Sketchy's ``n02121808_1234`` does; else None."""
+    match = _IMAGENET_PHOTO.match(photo_id or "")
+    return match.group("wnid") if match else None
 
 
 def read_split(split_file: Path, root: Path | None = None) -> list[Item]:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from model.hashing import hamming_matrix, unpack_bits
+
 
 @dataclass
 class QueryScores:
@@ -98,3 +100,94 @@ def precision_recall_curve(
         precisions.append(np.mean(np.where(got > 0, hits / np.maximum(got, 1), 1.0)))
         recalls.append(np.mean(hits / total))
     return np.array(precisions), np.array(recalls)
+
+
+def rank_hit_probability(
+    distances: np.ndarray, targets: np.ndarray, k: int, within: np.ndarray | None = None
+):
+    """Tie-aware acc@k of one target per query: the probability that query i's target ranks in its top k
+    when equal distances come in random order.
+
+    ``distances`` (Q, G), ``targets`` (Q,) gallery indices; ``within`` (Q, G) bool restricts each query's
+    ranking to some gallery items (e.g. its class; the target must be among them). With n items strictly
+    nearer than the target and t items tied with it (the target included), the target's rank is uniform
+    over n+1..n+t, so P(rank <= k) = clip((k - n) / t, 0, 1). Returns (Q,) probabilities."""
+    rows = np.arange(len(targets))
+    target_d = distances[rows, targets][:, None]
+    mask = np.ones(distances.shape, dtype=bool) if within is None else within
+    nearer = ((distances < target_d) & mask).sum(axis=1)
+    tied = ((distances == target_d) & mask).sum(axis=1)
+    return np.clip((k - nearer) / tied, 0.0, 1.0)
+
+
+def instance_accuracy(
+    distances: np.ndarray,
+    targets: np.ndarray,
+    query_labels: np.ndarray,
+    gallery_labels: np.ndarray,
+    ks: tuple[int, ...] = (1, 10),
+) -> dict[str, float]:
+    """Where each query names its own gallery item (a sketch's source photo): tie-aware acc@k over the
+    whole gallery and within the query's class, each with its chance level (k / items ranked)."""
+    same_class = gallery_labels[None, :] == query_labels[:, None]
+    class_sizes = same_class.sum(axis=1)
+    out: dict[str, float] = {"n_queries": len(targets)}
+    for k in ks:
+        out[f"acc@{k}"] = float(rank_hit_probability(distances, targets, k).mean())
+        out[f"acc@{k}_chance"] = min(1.0, k / distances.shape[1])
+        out[f"class_acc@{k}"] = float(rank_hit_probability(distances, targets, k, same_class).mean())
+        out[f"class_acc@{k}_chance"] = float(np.minimum(1.0, k / class_sizes).mean())
+    return out
+
+
+def code_statistics(packed: np.ndarray, labels: np.ndarray, bits: int) -> dict[str, float]:
+    """How much of the code space a gallery uses: distinct codes, the share of same-class pairs with
+    identical codes (Hamming 0), and per-bit balance (share of photos with each bit on)."""
+    distinct = len({row.tobytes() for row in packed})
+    hamming = hamming_matrix(packed, packed)
+    same = labels[None, :] == labels[:, None]
+    np.fill_diagonal(same, False)
+    on = unpack_bits(packed, bits).mean(axis=0)
+    return {
+        "n_codes": len(packed),
+        "distinct_codes": int(distinct),
+        "same_class_pairs_at_hamming_0": float((hamming[same] == 0).mean()) if same.any() else 0.0,
+        "same_class_mean_hamming": float(hamming[same].mean()) if same.any() else 0.0,
+        "bit_on_share_min": float(on.min()),
+        "bit_on_share_max": float(on.max()),
+        "bit_balance_mean_abs_deviation": float(np.abs(on - 0.5).mean()),
+    }
+
+
+def subclass_precision(
+    distances: np.ndarray, labels: np.ndarray, subclasses: np.ndarray, k: int = 10
+) -> dict[str, float]:
+    """ "More like this" among a class: for every item of a class whose items span more than one subclass
+    (an ImageNet synset within a Sketchy class), rank the *other* items of its class by ``distances``
+    (G, G) and take the tie-aware precision@k of its own subclass. Reported with its chance level (a
+    random order) and the best any ranking can reach (k nearest all of its subclass, as far as they go)."""
+    precision, chance, best = [], [], []
+    classes_used = 0
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        if len(np.unique(subclasses[members])) < 2:
+            continue
+        classes_used += 1
+        cut = min(k, len(members) - 1)
+        for i in members:
+            others = members[members != i]
+            relevant = subclasses[others] == subclasses[i]
+            precision.append(query_scores(distances[i, others], relevant, p_at=(cut,)).precision_at[cut])
+            chance.append(relevant.mean())
+            best.append(min(int(relevant.sum()), cut) / cut)
+    if not precision:
+        return {"n_items": 0, "n_classes": 0}
+    p, c = float(np.mean(precision)), float(np.mean(chance))
+    return {
+        "n_items": len(precision),
+        "n_classes": classes_used,
+        f"precision@{k}": p,
+        f"precision@{k}_chance": c,
+        f"precision@{k}_best_possible": float(np.mean(best)),
+        "ratio_to_chance": p / c if c else float("nan"),
+    }

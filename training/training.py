@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -16,13 +17,14 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from model.backbones import build_teacher
 from model.checkpoint import Checkpoint, save_checkpoint
 from model.config import ModelConfig
 from model.cscan import CSCAN
 from model.edges import EdgeDetector, build_edge_detector
 from model.edges.cache import EdgeCache, content_hash
 from model.files import atomic_write
-from model.losses import LossWeights, NegativeMining, cscan_loss
+from model.losses import LossWeights, NegativeMining, PairInfo, cscan_loss
 from model.preprocessing import SketchAugment, preprocess_photo_pair, preprocess_sketch
 from training.datasets import Item
 
@@ -38,6 +40,10 @@ class TrainConfig:
     photo_lr_scale: float | None = None
     weight_decay: float = 1e-4
     own_photo_prob: float = 0.5  # how often the positive is the photo the sketch was drawn from
+    # Sketches of one class that sit together in a batch (drawn from different photos where the class
+    # has them): with 2 or more, every batch holds other photos of an anchor's class, the negatives of
+    # the instance-level triplet. 1: batches are a plain shuffle (the paper).
+    class_group: int = 1
     mining: NegativeMining = "all"
     loss: LossWeights = field(default_factory=LossWeights)
     eval_every: int = 2
@@ -78,6 +84,27 @@ class TrainData:
     by_id: dict[str, int]
     sketch_only: list[Image.Image] = field(default_factory=list)
     sketch_only_labels: list[int] = field(default_factory=list)
+    # (photos, 1000) ImageNet logits of the backbone's own classifier for each photo (distillation only)
+    teacher_logits: torch.Tensor | None = None
+
+
+TEACHER_SIZE = 224  # the resolution the ImageNet teachers were trained at
+
+
+@torch.inference_mode()
+def teacher_logits(
+    backbone: str, photos: list[Image.Image], device: str = "cpu", batch: int = 64
+) -> torch.Tensor:
+    """(N, 1000) logits of the backbone's ImageNet classifier on each whole photo, computed once: the
+    targets of knowledge preservation (the student sees augmented crops of the same photos)."""
+    teacher = build_teacher(backbone).to(device)
+    out = []
+    for start in tqdm(range(0, len(photos), batch), desc="teacher", unit="batch"):
+        x = torch.stack(
+            [preprocess_photo_pair(p, None, TEACHER_SIZE)[0] for p in photos[start : start + batch]]
+        )
+        out.append(teacher(x.to(device)).float().cpu())
+    return torch.cat(out)
 
 
 def load_photos(items: list[Item], detector: EdgeDetector | None, cache_dir: Path | None):
@@ -113,8 +140,10 @@ def load_train_data(
     cache_dir: Path | None,
     device: str = "cpu",
     edge_weights: str | Path | None = None,
+    with_teacher: bool = False,
 ) -> TrainData:
     """Sketches of a class with photos become triplet anchors; the rest train the sketch classifier only.
+    ``with_teacher`` adds the ImageNet teacher's logits of every photo (for distillation).
 
     Raises EdgeWeightsMissing when the edge detector's weights are not there (PiDiNet needs a path)."""
     index = {name: i for i, name in enumerate(config.class_names)}
@@ -142,13 +171,71 @@ def load_train_data(
         {p.path.stem: i for i, p in enumerate(photos)},
         read_sketches(alone) if alone else [],
         [index[s.label] for s in alone],
+        cached_teacher_logits(config.backbone, photos, photo_images, cache_dir, device)
+        if with_teacher
+        else None,
     )
 
 
+def cached_teacher_logits(
+    backbone: str, items: list[Item], images: list[Image.Image], cache_dir: Path | None, device: str
+) -> torch.Tensor:
+    """``teacher_logits``, kept beside the edge cache under a key of the backbone and the photos' bytes:
+    the teacher costs minutes on a CPU and every run (and resume) of one data set needs the same."""
+    digest = hashlib.sha256(backbone.encode())
+    for item in items:
+        digest.update(content_hash(item.path.read_bytes()).encode())
+    path = (cache_dir or Path(".cache/edges")).parent / "teacher" / f"{digest.hexdigest()[:32]}.pt"
+    if path.exists():
+        return torch.load(path, weights_only=True)
+    logits = teacher_logits(backbone, images, device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: torch.save(logits, tmp), durable=False)
+    return logits
+
+
+def epoch_order(data: TrainData, group: int) -> list[int]:
+    """Sketch indices for one epoch. With ``group`` > 1, runs of ``group`` sketches of one class, drawn
+    from different photos where possible, in random order (a batch of size divisible by ``group`` keeps
+    each run whole); else a plain shuffle."""
+    order = list(range(len(data.sketches)))
+    random.shuffle(order)
+    if group <= 1:
+        return order
+    by_class: dict[int, dict[str | None, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for i in order:
+        source = data.sketch_sources[i]
+        by_class[data.sketch_labels[i]][source if source is not None else f"#{i}"].append(i)
+    runs: list[list[int]] = []
+    for sources in by_class.values():
+        # Deal the sketches out source by source, so neighbours come from different photos.
+        queues = list(sources.values())
+        dealt: list[int] = []
+        while queues:
+            dealt.extend(q.pop() for q in queues)
+            queues = [q for q in queues if q]
+        runs.extend(dealt[k : k + group] for k in range(0, len(dealt), group))
+    random.shuffle(runs)
+    return [i for run in runs for i in run]
+
+
+@dataclass
+class Batch:
+    sketches: torch.Tensor  # (B, 3, S, S)
+    photos: torch.Tensor  # (B, 3, S, S)
+    edges: torch.Tensor | None  # (B, 3, S, S); None without the edge branch
+    labels: torch.Tensor  # (B,)
+    pairs: PairInfo  # which photo each position holds, and whether it is the sketch's own
+
+
 def make_batch(
-    data: TrainData, sketch_idx: list[int], config: ModelConfig, train: TrainConfig, augment: SketchAugment
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    sketches, photos, edges, labels = [], [], [], []
+    data: TrainData,
+    sketch_idx: list[int],
+    config: ModelConfig,
+    train: TrainConfig,
+    augment: SketchAugment,
+) -> Batch:
+    sketches, photos, edges, labels, photo_ids, own = [], [], [], [], [], []
     for i in sketch_idx:
         label = data.sketch_labels[i]
         source = data.sketch_sources[i]
@@ -156,6 +243,8 @@ def make_batch(
             p = data.by_id[source]
         else:
             p = random.choice(data.by_class[label])
+        photo_ids.append(p)
+        own.append(source in data.by_id and p == data.by_id[source])
         sketches.append(preprocess_sketch(data.sketches[i], config.image_size, augment))
         photo_t, edge_t = preprocess_photo_pair(
             data.photos[p], data.edges[p], config.image_size, augment=True
@@ -164,7 +253,8 @@ def make_batch(
         edges.append(edge_t)
         labels.append(label)
     edge_batch = torch.stack(edges) if config.use_edge else None  # type: ignore[arg-type]
-    return torch.stack(sketches), torch.stack(photos), edge_batch, torch.tensor(labels)
+    pairs = PairInfo(torch.tensor(photo_ids), torch.tensor(own, dtype=torch.bool))
+    return Batch(torch.stack(sketches), torch.stack(photos), edge_batch, torch.tensor(labels), pairs)
 
 
 def low_level_modules(model: CSCAN) -> list[torch.nn.Module]:
@@ -256,7 +346,20 @@ class Trainer:
         if init is not None:
             warm_start(self.model, init)
         self.model.to(self.device)
-        self.optimizer = torch.optim.AdamW(param_groups(self.model, train), weight_decay=train.weight_decay)
+        groups = param_groups(self.model, train)
+        # Knowledge preservation's student head: the photo code's guess at the teacher's ImageNet classes.
+        # A training device only: it is not part of the served network or the checkpoint.
+        self.distill_head: torch.nn.Linear | None = None
+        if train.loss.distill:
+            if data.teacher_logits is None:
+                raise ValueError(
+                    "distillation needs the teacher's logits: load_train_data(with_teacher=True)"
+                )
+            self.distill_head = torch.nn.Linear(model_config.bits, data.teacher_logits.shape[1]).to(
+                self.device
+            )
+            groups[-1]["params"] = [*groups[-1]["params"], *self.distill_head.parameters()]
+        self.optimizer = torch.optim.AdamW(groups, weight_decay=train.weight_decay)
         steps = len(data.sketches) // train.batch_size
         if train.max_steps_per_epoch:
             steps = min(steps, train.max_steps_per_epoch)
@@ -283,6 +386,8 @@ class Trainer:
             return False
         state = torch.load(self.state_path, map_location=self.device, weights_only=False)
         self.model.load_state_dict(state["model"])
+        if self.distill_head is not None:
+            self.distill_head.load_state_dict(state["distill_head"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.history = state["history"]
@@ -294,6 +399,7 @@ class Trainer:
     def _save_state(self, epoch: int) -> None:
         state = {
             "model": self.model.state_dict(),
+            "distill_head": self.distill_head.state_dict() if self.distill_head is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "history": self.history,
@@ -324,23 +430,30 @@ class Trainer:
             if self.train.freeze_bn_stats:
                 for module in backbone_batch_norms(self.model):
                     module.eval()
-            order = list(range(len(self.data.sketches)))
-            random.shuffle(order)
+            order = epoch_order(self.data, self.train.class_group)
             sums: dict[str, float] = defaultdict(float)
             epoch_start = time.monotonic()
             bar = tqdm(
-                range(self.steps_per_epoch), desc=f"epoch {epoch + 1}/{self.train.epochs}", unit="step"
+                range(self.steps_per_epoch),
+                desc=f"epoch {epoch + 1}/{self.train.epochs}",
+                unit="step",
             )
             for step in bar:
                 idx = order[step * self.train.batch_size : (step + 1) * self.train.batch_size]
-                sketch, photo, edge, labels = make_batch(self.data, idx, self.config, self.train, augment)
-                sketch, photo, labels = sketch.to(self.device), photo.to(self.device), labels.to(self.device)
-                edge = edge.to(self.device) if edge is not None else None
+                batch = make_batch(self.data, idx, self.config, self.train, augment)
+                labels = batch.labels.to(self.device)
+                pairs = PairInfo(batch.pairs.photo_ids.to(self.device), batch.pairs.own.to(self.device))
+                edge = batch.edges.to(self.device) if batch.edges is not None else None
                 with torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda"):
-                    outputs = self.model(sketch, photo, edge)
-                losses = cscan_loss(
-                    {k: v.float() for k, v in outputs.items()}, labels, self.train.loss, self.train.mining
-                )
+                    outputs = self.model(batch.sketches.to(self.device), batch.photos.to(self.device), edge)
+                outputs = {k: v.float() for k, v in outputs.items()}
+                if self.distill_head is not None:
+                    assert self.data.teacher_logits is not None
+                    outputs["distill_logits"] = self.distill_head(2 * outputs["photo_codes"] - 1)
+                    outputs["teacher_logits"] = self.data.teacher_logits[batch.pairs.photo_ids].to(
+                        self.device
+                    )
+                losses = cscan_loss(outputs, labels, self.train.loss, self.train.mining, pairs)
                 if self.data.sketch_only and self.train.sketch_only_batch:
                     with torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda"):
                         alone = sketch_only_loss(
