@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +13,7 @@ import torch
 import typer
 
 from model.checkpoint import load_checkpoint, save_checkpoint
+from model.choices import Backbone, EdgeDetectorName, Fusion, NegativeMining
 from model.config import ModelConfig
 from model.edges import EdgeWeightsMissing
 from model.factory import load_encoder, resolve_device
@@ -32,31 +32,6 @@ from training.evaluation import EncodedSet, load_images, make_validator, score, 
 from training.metrics import precision_recall_curve
 from training.plots import pr_curve, retrieval_grid, training_curve
 from training.training import TrainConfig, Trainer, load_photos, load_train_data
-
-
-# The choices of ModelConfig/TrainConfig as enums, so the CLI lists them and refuses others cleanly.
-class BackboneChoice(StrEnum):
-    LITE0 = "efficientnet_lite0"
-    LITE2 = "efficientnet_lite2"
-    RESNET50 = "resnet50"
-    VGG16 = "vgg16"
-
-
-class EdgeDetectorChoice(StrEnum):
-    CANNY = "canny"
-    HED = "hed"
-    PIDINET = "pidinet"
-
-
-class FusionChoice(StrEnum):
-    SUM = "sum"
-    CONCAT = "concat"
-
-
-class MiningChoice(StrEnum):
-    ALL = "all"
-    RANDOM = "random"
-    HARD = "hard"
 
 
 def prepare(
@@ -127,21 +102,21 @@ def train(
     bits: int = 64,
     image_size: int = 128,
     backbone: Annotated[
-        BackboneChoice,
+        Backbone,
         typer.Option(help="Lite2 needs the lite2 extra; ResNet/VGG download their weights"),
-    ] = BackboneChoice.LITE0,
-    edge_detector: EdgeDetectorChoice = EdgeDetectorChoice.CANNY,
+    ] = Backbone.LITE0,
+    edge_detector: EdgeDetectorName = EdgeDetectorName.CANNY,
     edge_weights: Annotated[
         Path | None, typer.Option(help="the edge detector's weights file, if not bundled (PiDiNet)")
     ] = None,
     attention: bool = True,
     edge: bool = True,
     share_sketch_edge: bool = True,
-    fusion: FusionChoice = FusionChoice.SUM,
+    fusion: Fusion = Fusion.SUM,
     alpha: float = 5.0,
     beta: float = 0.05,
     margin: Annotated[float | None, typer.Option(help="triplet margin; default bits/4")] = None,
-    mining: MiningChoice = MiningChoice.ALL,
+    mining: NegativeMining = NegativeMining.ALL,
     class_pull: Annotated[
         float,
         typer.Option(help="intra-class pull towards photos other than the sketch's own (paper: 1)"),
@@ -212,20 +187,20 @@ def train(
     config = ModelConfig(
         bits=bits,
         num_classes=len(classes),
-        backbone=backbone.value,
+        backbone=backbone,
         image_size=image_size,
         share_sketch_edge=share_sketch_edge,
         use_attention=attention,
         use_edge=edge,
-        fusion=fusion.value,
-        edge_detector=edge_detector.value,
+        fusion=fusion,
+        edge_detector=edge_detector,
         class_names=classes,
     )
     train_cfg = TrainConfig(
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
-        mining=mining.value,
+        mining=mining,
         own_photo_prob=own_photo_prob,
         class_group=class_group,
         loss=LossWeights(

@@ -19,12 +19,13 @@ from tqdm import tqdm
 
 from model.backbones import build_teacher
 from model.checkpoint import Checkpoint, save_checkpoint
+from model.choices import NegativeMining
 from model.config import ModelConfig
 from model.cscan import CSCAN
 from model.edges import EdgeDetector, build_edge_detector
 from model.edges.cache import EdgeCache, content_hash
 from model.files import atomic_write
-from model.losses import LossWeights, NegativeMining, PairInfo, cscan_loss
+from model.losses import LossWeights, PairInfo, cscan_loss
 from model.preprocessing import SketchAugment, preprocess_photo_pair, preprocess_sketch
 from training.datasets import Item
 
@@ -44,7 +45,7 @@ class TrainConfig:
     # has them): with 2 or more, every batch holds other photos of an anchor's class, the negatives of
     # the instance-level triplet. 1: batches are a plain shuffle (the paper).
     class_group: int = 1
-    mining: NegativeMining = "all"
+    mining: NegativeMining = NegativeMining.ALL
     loss: LossWeights = field(default_factory=LossWeights)
     eval_every: int = 2
     freeze_low_level: bool = False  # keep the backbones' pretrained low-level stages fixed
