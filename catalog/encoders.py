@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from catalog.settings import Settings
-from model.factory import Encoder, load_encoder
+from model.factory import DeviceUnavailable, Encoder, load_encoder
 
 
 def encoder_for(settings: Settings) -> Encoder:
-    """Raises CheckpointError for a bad checkpoint file, RuntimeError for an impossible device/backend."""
-    return load_encoder(
-        settings.checkpoint,
-        settings.device,
-        str(settings.edge_weights) if settings.edge_weights else None,
-        settings.encoder_backend,
-        settings.onnx_cache,
-    )
+    """Raises CheckpointError for a bad checkpoint file, RuntimeError for an impossible device/backend
+    (naming the setting)."""
+    try:
+        return load_encoder(
+            settings.checkpoint,
+            settings.device,
+            str(settings.edge_weights) if settings.edge_weights else None,
+            settings.encoder_backend,
+            settings.onnx_cache,
+        )
+    except DeviceUnavailable as exc:
+        raise RuntimeError(f"SKETCH_DEVICE={settings.device}: {exc}") from None

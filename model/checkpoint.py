@@ -18,9 +18,9 @@ from safetensors.torch import load_file, save_file
 
 from model.config import ModelConfig
 from model.files import atomic_write
+from model.version import package_version
 
 FORMAT = "cscan-checkpoint/1"
-CODE_VERSION = "0.1.0"
 
 
 class CheckpointError(ValueError):
@@ -53,7 +53,7 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint, half: bool = True)
         "format": FORMAT,
         "config": json.dumps(checkpoint.config.to_dict()),
         "info": json.dumps(checkpoint.info),
-        "code_version": CODE_VERSION,
+        "code_version": package_version(),
     }
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 

@@ -25,11 +25,17 @@ from model.onnx_runtime import OnnxBranches, onnx_runtime_available
 from model.preprocessing import letterbox_content, preprocess_photo_pair, preprocess_sketch
 
 
+class DeviceUnavailable(RuntimeError):
+    """The device asked for is not on this machine."""
+
+
 def resolve_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA when PyTorch sees a GPU, else the CPU. Raises DeviceUnavailable for ``cuda``
+    without a GPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("SKETCH_DEVICE=cuda but no CUDA device is available")
+        raise DeviceUnavailable("the device 'cuda' was asked for, but no CUDA device is available")
     return torch.device(name)
 
 

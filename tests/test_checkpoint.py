@@ -117,3 +117,14 @@ def test_onnx_runtime_and_pytorch_give_the_same_codes(tmp_path: Path, sketchy: P
     np.testing.assert_allclose(p.continuous, q.continuous, atol=1e-4)
     reloaded = load_encoder(path, "cpu", backend="onnx", cache_dir=tmp_path / "onnx")
     np.testing.assert_array_equal(reloaded.encode_sketches(sketches).packed, a.packed)
+
+
+def test_checkpoints_record_the_installed_package_version(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    from model.checkpoint import read_metadata
+
+    config = ModelConfig(image_size=64, num_classes=2, class_names=["a", "b"], edge_detector="canny")
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, Checkpoint(config, CSCAN(config, pretrained=False).state_dict()))
+    assert read_metadata(path)["code_version"] == version("sketch-search")

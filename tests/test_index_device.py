@@ -81,3 +81,18 @@ def test_server_refuses_to_start_with_index_device_cuda_on_a_cpu_machine(
     server = Path(sys.executable).parent / "sketch-server"
     proc = subprocess.run([str(server), "--port", "0"], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "SKETCH_INDEX_DEVICE=cuda but" in proc.stderr
+
+
+def test_a_network_device_that_is_not_there_names_its_setting(tmp_path) -> None:
+    import torch
+
+    from catalog.encoders import encoder_for
+    from catalog.settings import load_settings
+    from model.factory import DeviceUnavailable, resolve_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(DeviceUnavailable, match="no CUDA device"):
+        resolve_device("cuda")
+    with pytest.raises(RuntimeError, match=r"^SKETCH_DEVICE=cuda: .*no CUDA device"):
+        encoder_for(load_settings(data_dir=tmp_path, device="cuda"))
