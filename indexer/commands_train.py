@@ -125,6 +125,10 @@ def train(
         int,
         typer.Option(help="sketches of one class together in a batch (instance negatives); 1: plain shuffle"),
     ] = 1,
+    head_rescale: Annotated[
+        float | None,
+        typer.Option(help="with --init: scale the hash heads' last layer (same bits, unsaturated sigmoids)"),
+    ] = None,
     validation: Annotated[bool, typer.Option(help="hold out sketches for periodic evaluation")] = True,
     eval_every: int = 4,
     freeze_low_level: Annotated[

@@ -283,3 +283,21 @@ def test_train_and_evaluate_cli_carry_every_option_and_report_instance_figures(
     recorded = load_checkpoint(tmp_path / "run" / "last.safetensors").info["metrics"]["smoke"]
     assert recorded["mAP"] == pytest.approx(figures["mAP"]) and "class_acc@10" in recorded
     assert (tmp_path / "figures" / "pr_curve.png").exists()
+
+
+def test_rescaling_the_hash_heads_keeps_every_bit_and_unsaturates_the_sigmoid() -> None:
+    from training.training import rescale_hash_heads
+
+    torch.manual_seed(0)
+    config = ModelConfig(image_size=64, num_classes=2, class_names=["a", "b"], edge_detector="canny")
+    model = CSCAN(config, pretrained=False).eval()
+    with torch.no_grad():
+        model.sketch_hash[-1].weight.mul_(40)  # a saturated head, as after long training
+        sketch = torch.rand(4, 3, 64, 64)
+        before = model.encode_sketch(sketch)
+        rescale_hash_heads(model, 0.25)
+        after = model.encode_sketch(sketch)
+    assert torch.equal(before >= 0.5, after >= 0.5)
+    assert (after - 0.5).abs().mean() < (before - 0.5).abs().mean()
+    with pytest.raises(ValueError, match="positive"):
+        rescale_hash_heads(model, 0.0)

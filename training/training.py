@@ -59,6 +59,11 @@ class TrainConfig:
     # Sketches of classes without photos (e.g. TU-Berlin classes outside Sketchy) train only the sketch
     # branch and its classifier: this many of them join every step.
     sketch_only_batch: int = 8
+    # Warm starts only: multiply the hash heads' last layer by this at the start. The bits stay the same
+    # (the signs of the pre-activations do), but a trained model's sigmoids sit deep in saturation
+    # (median |pre-activation| 6.5 in the committed checkpoint, slope 0.0015), so new loss terms could
+    # not move its codes; at 0.25 the slope is ~100x larger. None: unchanged.
+    head_rescale: float | None = None
     # Beyond the paper: make Sketchy's careful tracings look like drawings from memory (stroke pieces
     # dropped, lines wobbled). Measured in the model card; off unless asked for.
     stroke_augment: bool = False
@@ -304,6 +309,19 @@ def warm_start(model: CSCAN, init: Checkpoint) -> None:
     model.load_state_dict(state)
 
 
+@torch.no_grad()
+def rescale_hash_heads(model: CSCAN, factor: float) -> None:
+    """Scale the last linear layer of both hash heads (weights and bias) by ``factor`` > 0: every code
+    keeps its bits, its sigmoid moves towards its linear range."""
+    if factor <= 0:
+        raise ValueError(f"head_rescale must be positive, got {factor}")
+    for head in (model.sketch_hash, model.photo_hash):
+        last = head[-1]
+        assert isinstance(last, torch.nn.Linear)
+        last.weight.mul_(factor)
+        last.bias.mul_(factor)
+
+
 def sketch_only_loss(model: CSCAN, data: TrainData, config: ModelConfig, train: TrainConfig, augment, device):
     """Cross-entropy of the sketch classifier on a few sketches that have no photo to pair with."""
     picks = random.sample(range(len(data.sketch_only)), min(train.sketch_only_batch, len(data.sketch_only)))
@@ -338,6 +356,8 @@ class Trainer:
         self.model = CSCAN(model_config, pretrained=init is None)
         if init is not None:
             warm_start(self.model, init)
+            if train.head_rescale is not None:
+                rescale_hash_heads(self.model, train.head_rescale)
         self.model.to(self.device)
         groups = param_groups(self.model, train)
         # Knowledge preservation's student head: the photo code's guess at the teacher's ImageNet classes.
