@@ -44,7 +44,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(CatalogError)
     async def _catalog_error(_request: Request, exc: CatalogError) -> JSONResponse:
-        return error_response(CATALOG_STATUS.get(type(exc), 422), exc.code, exc.message)
+        # The nearest kind in the error's ancestry: a Conflict's subclass is a 409 too.
+        status = next((CATALOG_STATUS[kind] for kind in type(exc).__mro__ if kind in CATALOG_STATUS), 422)
+        return error_response(status, exc.code, exc.message)
 
     async def _database_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)

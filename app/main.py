@@ -66,25 +66,18 @@ def warm_up(encoder: Encoder) -> None:
 
 
 def start_embedded_worker(state: ServiceState) -> threading.Thread:
-
+    """The reindex worker's own loop on a thread of this process, stopped with the service."""
     builder = GalleryBuilder(
         state.settings, state.sessions, state.encoder, show_progress=False, ray=ray_options(state.settings)
     )
-    worker = Worker(state.sessions, builder, poll_seconds=state.settings.index_poll_seconds)
-    worker.stop = state.worker_stop
-
-    def loop() -> None:
-        while not state.worker_stop.is_set():
-            try:
-                if worker.run_once():
-                    state.indexes.refresh()  # serve the new version at once, not at the next poll
-                else:
-                    state.worker_stop.wait(state.settings.index_poll_seconds)
-            except Exception:
-                log.exception("embedded worker error")
-                state.worker_stop.wait(state.settings.index_poll_seconds)
-
-    thread = threading.Thread(target=loop, name="embedded-worker", daemon=True)
+    worker = Worker(
+        state.sessions,
+        builder,
+        poll_seconds=state.settings.index_poll_seconds,
+        stop=state.worker_stop,
+        on_job_done=state.indexes.refresh,
+    )
+    thread = threading.Thread(target=worker.run_forever, name="embedded-worker", daemon=True)
     thread.start()
     return thread
 

@@ -8,6 +8,8 @@ from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from catalog.ranking import Ranking
+
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -32,6 +34,11 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.inexact = Counter(
+            "sketch_inexact_rankings_total",
+            "rankings whose candidates hit MAX_CANDIDATES before the exact top k was proven",
+            registry=self.registry,
+        )
         self.encode_batch = Histogram(
             "sketch_encode_batch_size",
             "sketches per network call (concurrent searches are encoded together)",
@@ -55,3 +62,11 @@ class Metrics:
             self.stage.labels(stage).observe(elapsed)
             if timings is not None:
                 timings[stage] = elapsed
+
+    def record_ranking(self, ranking: Ranking) -> None:
+        """A ranking's stages ("scan", "rerank", "fetch"); candidates widened past the exactness bound
+        are counted apart."""
+        for stage, seconds in ranking.seconds.items():
+            self.stage.labels(stage).observe(seconds)
+        if not ranking.exact:
+            self.inexact.inc()

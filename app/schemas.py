@@ -57,7 +57,10 @@ class Match(BaseModel):
     url: str
     thumbnail_url: str
     hamming_distance: int = Field(description="bits that differ between the sketch's and the photo's code")
-    similarity: float = Field(description="1 - hamming_distance / bits")
+    similarity: float = Field(
+        description="1 - distance / bits in [0, 1]: 1 when the photo's bits equal the query's code, 0 when "
+        'every bit is the opposite; for "more like this" it is 1 - hamming_distance / bits'
+    )
     distance: float = Field(
         description="re-ranking distance: squared L2 from the query's continuous code to the photo's bits"
     )

@@ -24,10 +24,9 @@ from catalog.db.models import Gallery, ImageRecord
 from catalog.errors import NotFound
 from catalog.galleries import gallery_has_labels, gallery_names, resolve_gallery
 from catalog.index_store import LoadedIndex
-from catalog.ranking import RankedImage, resolve, scan, scan_depth
+from catalog.ranking import Ranking, search_codes, similar_to
 from model.encode_batcher import Busy
 from model.factory import Codes
-from model.hashing import unpack_bits
 from model.imageio import ImageRejected, decode_image, is_png
 from model.preprocessing import BlankSketchError
 
@@ -116,9 +115,7 @@ def applicable_label(state: ServiceState, index: LoadedIndex, label: str | None)
     return label if labelled else None
 
 
-def _response(
-    index: LoadedIndex, results: list[RankedImage], started: float, **fields: Any
-) -> SearchResponse:
+def _response(index: LoadedIndex, ranking: Ranking, started: float, **fields: Any) -> SearchResponse:
     return SearchResponse(
         gallery=index.gallery,
         index_version=index.version_id,
@@ -132,10 +129,10 @@ def _response(
                 url=f"/images/{r.image_id}",
                 thumbnail_url=f"/images/{r.image_id}/thumbnail",
                 hamming_distance=r.hamming_distance,
-                similarity=round(1 - r.hamming_distance / index.bits, 4),
+                similarity=round(r.similarity(index.bits), 4),
                 distance=round(r.distance, 4),
             )
-            for n, r in enumerate(results, start=1)
+            for n, r in enumerate(ranking.images, start=1)
         ],
         **fields,
     )
@@ -167,16 +164,15 @@ async def search(
     sketch = await encode_sketch(state, data)
     codes = sketch.codes
 
-    def ranked() -> tuple[list[RankedImage], str | None]:
+    def ranked() -> tuple[Ranking, str | None]:
         applied = applicable_label(state, index, label)
-        with state.metrics.timed("scan"):
-            found = scan(index, codes.packed[0], scan_depth(k, applied))
-        with state.metrics.timed("rank"):
-            return resolve(state.sessions, index, found, k, codes.continuous[0], applied), applied
+        ranking = search_codes(state.sessions, index, codes.packed[0], codes.continuous[0], k, applied)
+        state.metrics.record_ranking(ranking)
+        return ranking, applied
 
-    results, applied = await run_in_threadpool(ranked)
+    ranking, applied = await run_in_threadpool(ranked)
     response = _response(
-        index, results, started, guesses=class_guesses(state, codes.continuous[0]), label=applied
+        index, ranking, started, guesses=class_guesses(state, codes.continuous[0]), label=applied
     )
     if explain:
         await _explain(state, sketch, response)
@@ -186,7 +182,7 @@ async def search(
 
 def _similar(
     state: ServiceState, image_id: int, k: int, label: str | None
-) -> tuple[LoadedIndex, list[RankedImage], str | None]:
+) -> tuple[LoadedIndex, Ranking, str | None]:
     with state.sessions() as session:
         record = session.get(ImageRecord, image_id)
         if record is None:
@@ -197,26 +193,15 @@ def _similar(
     index = state.indexes.get(name)
     if index is None:
         raise APIError(409, "no_index", f"gallery {name!r} has no active index yet: reindex it first")
-    position = index.position_of(image_id)
-    if position is None:
-        raise APIError(
-            409,
-            "not_indexed",
-            f"photo {image_id} was added to gallery {name!r} after its index was built: reindex it first",
-        )
-    packed = index.codes_at(np.array([position]))[0]
-    # the photo's own bits as the query: the re-ranking distance is then the Hamming distance
-    query = unpack_bits(packed.reshape(1, -1), index.bits)[0].astype(np.float32)
     applied = applicable_label(state, index, label)
-    found = scan(index, packed, scan_depth(k + 1, applied))
-    return index, resolve(state.sessions, index, found, k, query, applied, exclude=image_id), applied
+    return index, similar_to(state.sessions, index, image_id, k, applied), applied
 
 
 async def similar(state: ServiceState, image_id: int, k: int, label: str | None = None) -> SearchResponse:
     """ "More like this": the gallery ranked by one of its photos' own code (the photo itself left out)."""
     started = time.perf_counter()
-    index, results, applied = await run_in_threadpool(_similar, state, image_id, k, label)
-    return _response(index, results, started, guesses=[], label=applied)
+    index, ranking, applied = await run_in_threadpool(_similar, state, image_id, k, label)
+    return _response(index, ranking, started, guesses=[], label=applied)
 
 
 def public_galleries(state: ServiceState) -> list[GalleryInfo]:

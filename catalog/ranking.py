@@ -1,32 +1,49 @@
-"""From a sketch's codes to ranked gallery images: the one ranking used by the service and the CLI.
+"""From a query's codes to ranked gallery images: the one ranking used by the service and the CLI.
 
-FAISS returns the Hamming-nearest candidates (a few hundred); they are re-ranked by the asymmetric
-distance between the sketch's continuous code and each photo's stored bits, which breaks the ties
-64-bit Hamming distances are full of. The photos' codes stay binary. One database query fetches the
-candidates' rows, restricted to the index's own gallery, so an id never resolves to another gallery's
-photo, and a photo deleted since the build simply drops out.
+``search_codes`` ranks a gallery for a sketch, ``similar_to`` for one of its photos ("more like this").
+Both go the same way:
+
+1. FAISS returns the Hamming-nearest candidates (a few hundred) of the query's bits.
+2. They are re-ranked by the asymmetric distance between the query's continuous code and each photo's
+   stored bits (the photos' codes stay binary). That distance is a *weighted* Hamming distance to the
+   query's own bits q = 1[c >= 0.5]: ||c - b||² = ||c - q||² + Σ_{j: b_j != q_j} |1 - 2 c_j|.
+3. Exactness: every photo outside the candidates differs from q in more bits than the farthest complete
+   Hamming shell, so its distance is at least ||c - q||² plus the sum of that many of the smallest
+   weights. While the k-th best candidate is farther than that bound, the candidates are widened by one
+   Hamming shell (a FAISS range search; bounded by ``MAX_CANDIDATES``). So when thousands of photos
+   tie at one Hamming distance, the result is the exact asymmetric top k over the whole gallery, not
+   whichever tied rows FAISS happened to return first.
+4. One database query fetches the top rows, restricted to the index's own gallery, so an id never
+   resolves to another gallery's photo, and a photo deleted since the build simply drops out.
+
+For "more like this" the query is the photo's own bits: every weight is 1, the distance is the Hamming
+distance, and step 3 takes in the whole tie shell at the k-th place.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
+import faiss
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from catalog.db.models import ImageRecord
+from catalog.errors import Conflict
 from catalog.index_store import LoadedIndex
 from model.hashing import asymmetric_distances, unpack_bits
 
-# How many Hamming-nearest candidates are re-ranked. Chosen with `python -m benchmarks.rerank_depth`
-# (docs/benchmarks/rerank_depth.json): on the dev split, the re-ranked top 100 of 300 candidates equals
-# the exhaustive asymmetric ranking's top 100 for nearly every query; the search stays one FAISS call.
+# How many Hamming-nearest candidates are re-ranked before the exactness check widens them. Chosen with
+# `python -m benchmarks.rerank_depth` (docs/benchmarks/rerank_depth.json).
 RERANK_CANDIDATES = 300
-FETCH_SLACK = 16  # rows fetched beyond k, for photos deleted since the index was built
 # With a label filter most candidates are dropped, so ten times as many are scanned: on the demo gallery
 # (25 photos a class among 3,125) the filtered top 20 then still comes from the class's own photos.
 LABEL_CANDIDATES = 10 * RERANK_CANDIDATES
+# The most candidates the exactness check may widen to (a FAISS range search and one re-rank of them).
+MAX_CANDIDATES = 20_000
+FETCH_SLACK = 16  # rows fetched beyond k, for photos deleted since the index was built
 
 
 @dataclass(frozen=True)
@@ -35,79 +52,114 @@ class RankedImage:
     label: str | None
     stored_path: str
     hamming_distance: int
-    distance: float  # asymmetric: squared L2 from the sketch's continuous code to the photo's bits
+    distance: float  # asymmetric: squared L2 from the query's continuous code to the photo's bits
+
+    def similarity(self, bits: int) -> float:
+        """1 - distance / bits, in [0, 1]: 1 when the photo's bits are the query's code exactly, 0 when
+        every bit is the opposite. For a photo query it is 1 - Hamming / bits."""
+        return max(0.0, 1.0 - self.distance / bits)
 
 
-def rerank_order(
-    index: LoadedIndex, positions: np.ndarray, continuous: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Order of ``positions`` by asymmetric distance (stable, so Hamming order breaks exact ties)."""
-    bits = unpack_bits(index.codes_at(positions), index.bits)
-    distances = asymmetric_distances(continuous.reshape(1, -1), bits)[0]
-    order = np.argsort(distances, kind="stable")
-    return order, distances
+@dataclass(frozen=True)
+class Ranking:
+    images: list[RankedImage]
+    candidates: int  # photos re-ranked
+    exact: bool  # the top k is the exact asymmetric top k over the whole index (else MAX_CANDIDATES hit)
+    seconds: dict[str, float]  # time spent per stage: "scan" (FAISS), "rerank", "fetch" (database)
+
+
+def candidate_depth(k: int, label: str | None) -> int:
+    """How many Hamming-nearest candidates are re-ranked first: the one rule for every ranking."""
+    return max(k, LABEL_CANDIDATES if label is not None else RERANK_CANDIDATES)
 
 
 @dataclass(frozen=True)
 class Candidates:
-    hamming: np.ndarray  # distances, nearest first
-    positions: np.ndarray  # positions in the index (never -1)
+    positions: np.ndarray  # (n,) positions in the index, nearest first by asymmetric distance
+    hamming: np.ndarray  # (n,) Hamming distances to the query's bits
+    distances: np.ndarray  # (n,) asymmetric distances
+    exact: bool
+    scan_seconds: float  # of which in FAISS
 
 
-def scan(index: LoadedIndex, packed: np.ndarray, depth: int) -> Candidates:
-    """The FAISS step: the ``depth`` Hamming-nearest codes, without the -1 padding of a small index."""
+def _lower_bounds(continuous: np.ndarray) -> tuple[float, np.ndarray]:
+    """||c - q||², and for h = 0..bits the least extra distance of a code h bits away from q."""
+    weights = np.abs(1.0 - 2.0 * continuous.astype(np.float64))
+    base = float(np.square(np.minimum(continuous, 1.0 - continuous)).sum())
+    return base, np.concatenate([[0.0], np.cumsum(np.sort(weights))])
+
+
+def _shell(index: LoadedIndex, packed: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and Hamming distances of every code at most ``radius`` bits from ``packed``."""
+    lims, dist, pos = index.index.range_search(packed.reshape(1, -1), radius + 1)  # range is d < radius
+    return pos[lims[0] : lims[1]].astype(np.int64), dist[lims[0] : lims[1]].astype(np.int64)
+
+
+def exact_candidates(
+    index: LoadedIndex, packed: np.ndarray, continuous: np.ndarray, k: int, depth: int
+) -> Candidates:
+    """The ``depth`` Hamming-nearest codes, widened shell by shell until they provably hold the exact
+    asymmetric top ``k`` of the index (or ``MAX_CANDIDATES`` is reached), ordered by asymmetric
+    distance (ties by Hamming distance, then position). ``packed`` (bits/8,), ``continuous`` (bits,)."""
+    started = time.perf_counter()
     hamming, positions = index.search(packed.reshape(1, -1), depth)
+    scan_seconds = time.perf_counter() - started
     keep = positions[0] >= 0
-    return Candidates(hamming[0][keep], positions[0][keep])
+    hamming, positions = hamming[0][keep].astype(np.int64), positions[0][keep].astype(np.int64)
+    complete = len(positions) >= index.count
+    # Every code nearer than the farthest candidate is among the candidates; the farthest shell may be
+    # cut. (With a flat index FAISS is exact; HNSW/IVF are approximate and are not widened.)
+    radius = int(hamming[-1]) - 1 if len(hamming) and not complete else index.bits
+    base, least_extra = _lower_bounds(continuous)
+    flat = isinstance(faiss.downcast_IndexBinary(index.index), faiss.IndexBinaryFlat)
+    while True:
+        distances = asymmetric_distances(
+            continuous.reshape(1, -1), unpack_bits(index.codes_at(positions), index.bits)
+        )[0]
+        order = np.lexsort((positions, hamming, distances))
+        positions, hamming, distances = positions[order], hamming[order], distances[order]
+        if complete or radius >= index.bits:
+            return Candidates(positions, hamming, distances, True, scan_seconds)
+        kth = distances[min(k, len(distances)) - 1] if len(distances) else np.inf
+        # Codes outside are at least radius + 1 bits from q (q's own Hamming ball is what FAISS ranks).
+        if kth <= base + least_extra[radius + 1] + 1e-6:
+            return Candidates(positions, hamming, distances, True, scan_seconds)
+        if not flat:
+            return Candidates(positions, hamming, distances, False, scan_seconds)
+        started = time.perf_counter()
+        wider_pos, wider_ham = _shell(index, packed, radius + 1)
+        scan_seconds += time.perf_counter() - started
+        if len(wider_pos) > MAX_CANDIDATES:
+            return Candidates(positions, hamming, distances, False, scan_seconds)
+        seen = set(positions.tolist())
+        new = np.array([p not in seen for p in wider_pos.tolist()], dtype=bool)
+        positions = np.concatenate([positions, wider_pos[new]])
+        hamming = np.concatenate([hamming, wider_ham[new]])
+        radius += 1
+        complete = len(positions) >= index.count
 
 
-def rank(
-    sessions: sessionmaker[Session],
-    index: LoadedIndex,
-    packed: np.ndarray,
-    k: int,
-    continuous: np.ndarray | None = None,
-    candidates: int = RERANK_CANDIDATES,
-) -> list[RankedImage]:
-    """The k best images of the index's gallery for one query (packed code, and continuous to re-rank)."""
-    depth = max(k, candidates) if continuous is not None else k
-    return resolve(sessions, index, scan(index, packed, depth), k, continuous)
-
-
-def scan_depth(k: int, label: str | None) -> int:
-    return max(k, LABEL_CANDIDATES if label is not None else RERANK_CANDIDATES)
-
-
-def resolve(
+def _fetch(
     sessions: sessionmaker[Session],
     index: LoadedIndex,
     found: Candidates,
     k: int,
-    continuous: np.ndarray | None = None,
-    label: str | None = None,
-    exclude: int | None = None,
+    label: str | None,
+    exclude: int | None,
 ) -> list[RankedImage]:
-    """Re-rank the candidates (when the continuous code is given) and fetch their rows in one query.
-
-    ``label`` keeps only photos with that label (one query over all candidates, since most drop out);
-    ``exclude`` drops one image id (the query photo of a "more like this" search)."""
-    hamming, positions = found.hamming, found.positions
-    if continuous is not None:
-        order, asym = rerank_order(index, positions, continuous)
-    else:
-        order, asym = np.arange(len(positions)), np.full(len(positions), np.nan)
-    ids = index.ids[positions]
+    """The best ``k`` candidates' rows, in order, in as few queries as the deletes since the build allow."""
+    ids = index.ids[found.positions]
     results: list[RankedImage] = []
     with sessions() as session:
         # Rows only for the best candidates, in order; a photo deleted since the build is skipped and the
         # next chunk fetched, so the common case is one small query.
-        start, chunk = 0, (len(order) if label is not None else k + FETCH_SLACK + (exclude is not None))
-        while len(results) < k and start < len(order):
-            window = order[start : start + chunk]
-            wanted = [int(ids[j]) for j in window]
+        start, chunk = 0, (len(ids) if label is not None else k + FETCH_SLACK + (exclude is not None))
+        while len(results) < k and start < len(ids):
+            window = range(start, min(start + chunk, len(ids)))
             # Three columns, not ORM objects: this runs on every search.
             query = select(ImageRecord.id, ImageRecord.label, ImageRecord.stored_path).where(
-                ImageRecord.gallery_id == index.gallery_id, ImageRecord.id.in_(wanted)
+                ImageRecord.gallery_id == index.gallery_id,
+                ImageRecord.id.in_([int(ids[j]) for j in window]),
             )
             if label is not None:
                 query = query.where(ImageRecord.label == label)
@@ -116,7 +168,67 @@ def resolve(
                 row = rows.get(int(ids[j]))
                 if row is not None and row.id != exclude and len(results) < k:
                     results.append(
-                        RankedImage(row.id, row.label, row.stored_path, int(hamming[j]), float(asym[j]))
+                        RankedImage(
+                            row.id,
+                            row.label,
+                            row.stored_path,
+                            int(found.hamming[j]),
+                            float(found.distances[j]),
+                        )
                     )
             start += chunk
     return results
+
+
+def search_codes(
+    sessions: sessionmaker[Session],
+    index: LoadedIndex,
+    packed: np.ndarray,
+    continuous: np.ndarray,
+    k: int,
+    label: str | None = None,
+    exclude: int | None = None,
+) -> Ranking:
+    """The k best images of the index's gallery for a query's packed (bits/8,) and continuous (bits,)
+    codes, ``label`` keeping only photos with that label, ``exclude`` leaving one image id out.
+
+    Without a label the top k is exact over the whole index (see the module's docstring); with one, the
+    label's photos among the ``LABEL_CANDIDATES`` nearest are ranked (exact when the index holds no
+    more photos than that)."""
+    depth = candidate_depth(k + (exclude is not None), label)
+    # The exactness check covers the rows fetched: k, plus slack for photos deleted since the build.
+    wanted = depth if label is not None else k + FETCH_SLACK + (exclude is not None)
+    started = time.perf_counter()
+    found = exact_candidates(index, packed, np.asarray(continuous, np.float32), wanted, depth)
+    ranked = time.perf_counter()
+    images = _fetch(sessions, index, found, k, label, exclude)
+    seconds = {
+        "scan": found.scan_seconds,
+        "rerank": ranked - started - found.scan_seconds,
+        "fetch": time.perf_counter() - ranked,
+    }
+    exact = found.exact and (label is None or len(found.positions) >= index.count)
+    return Ranking(images, len(found.positions), exact, seconds)
+
+
+class NotIndexed(Conflict):
+    """The photo was added to its gallery after the active index was built."""
+
+    def __init__(self, image_id: int, gallery: str) -> None:
+        super().__init__(
+            "not_indexed",
+            f"photo {image_id} was added to gallery {gallery!r} after its index was built: reindex it first",
+        )
+
+
+def similar_to(
+    sessions: sessionmaker[Session], index: LoadedIndex, image_id: int, k: int, label: str | None = None
+) -> Ranking:
+    """ "More like this": the index's gallery ranked by one of its photos' own bits, the photo left out.
+    Raises NotIndexed when the photo is not in this index version."""
+    position = index.position_of(image_id)
+    if position is None:
+        raise NotIndexed(image_id, index.gallery)
+    packed = index.codes_at(np.array([position]))[0]
+    bits = unpack_bits(packed.reshape(1, -1), index.bits)[0].astype(np.float32)
+    return search_codes(sessions, index, packed, bits, k, label, exclude=image_id)

@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -27,19 +28,26 @@ def worker_name() -> str:
 
 
 class Worker:
+    """Runs queued jobs one at a time. ``stop`` ends ``run_forever`` (the service passes its own shutdown
+    event); ``on_job_done`` runs after every job it ran (the service refreshes its live indexes, so a new
+    version is served at once instead of at the next poll)."""
+
     def __init__(
         self,
         sessions: sessionmaker[Session],
         builder: GalleryBuilder,
         stale_after: timedelta = timedelta(seconds=120),
         poll_seconds: float = 2.0,
+        stop: threading.Event | None = None,
+        on_job_done: Callable[[], None] | None = None,
     ) -> None:
         self.sessions = sessions
         self.builder = builder
         self.stale_after = stale_after
         self.poll_seconds = poll_seconds
         self.name = worker_name()
-        self.stop = threading.Event()
+        self.stop = stop if stop is not None else threading.Event()
+        self.on_job_done = on_job_done
 
     def _progress(self, job_id: int) -> ProgressFn:
         def report(processed: int, total: int) -> None:
@@ -93,12 +101,15 @@ class Worker:
             return False
         log.info("worker %s took job %s", self.name, job_id)
         self.run_job(job_id)
+        if self.on_job_done is not None:
+            self.on_job_done()
         return True
 
     def run_forever(self) -> None:
         """Until stopped. A database outage does not end the worker: it waits, doubling the pause up to
         MAX_BACKOFF_SECONDS, and carries on when the database answers again (a job it was running when the
-        database went away is taken over as stale, by this worker or another)."""
+        database went away is taken over as stale, by this worker or another). Nor does any other error:
+        it is logged and the loop goes on after a pause."""
         backoff = self.poll_seconds
         while not self.stop.is_set():
             try:
@@ -107,6 +118,10 @@ class Worker:
                 log.warning("database unavailable (%s); retrying in %.0fs", type(exc).__name__, backoff)
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                continue
+            except Exception:
+                log.exception("worker %s: unexpected error; carrying on", self.name)
+                self.stop.wait(self.poll_seconds)
                 continue
             backoff = self.poll_seconds
             if not worked:

@@ -16,7 +16,7 @@ from catalog.db.session import make_engine, make_session_factory
 from catalog.encoders import encoder_for
 from catalog.index_store import IndexFileError, IndexType, active_version, load_index
 from catalog.locks import BuildLocked
-from catalog.ranking import rank
+from catalog.ranking import search_codes
 from catalog.ray_encoding import RayOptions, ray_options
 from catalog.settings import Settings, get_settings
 from catalog.worker import Worker
@@ -118,7 +118,9 @@ def search(
     except (OSError, ImageRejected, BlankSketchError) as exc:
         typer.echo(f"cannot use {sketch}: {exc}", err=True)
         raise typer.Exit(1) from None
-    for n, r in enumerate(rank(sessions, loaded, codes.packed[0], k, codes.continuous[0]), start=1):
+    for n, r in enumerate(
+        search_codes(sessions, loaded, codes.packed[0], codes.continuous[0], k).images, start=1
+    ):
         label = r.label or "-"
         typer.echo(
             f"{n:3d}  d={r.distance:6.2f}  hamming={r.hamming_distance:3d}  {label:20s}  {r.stored_path}"

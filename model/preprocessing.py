@@ -180,9 +180,14 @@ def letterbox(image: Image.Image, size: int, fill: int | tuple[int, int, int]) -
 
 
 def preprocess_photo_pair(
-    photo: Image.Image, edge: Image.Image | None, size: int, augment: bool = False
+    photo: Image.Image,
+    edge: Image.Image | None,
+    size: int,
+    augment: bool = False,
+    mirror: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Photo and its edge map get the same geometry, so the shared co-attention mask lines up on both."""
+    """Photo and its edge map get the same geometry, so the shared co-attention mask lines up on both.
+    ``augment``: a random crop and, unless ``mirror`` decides it, a random mirror image."""
     photo = photo.convert("RGB")
     if edge is not None:
         edge = edge.convert("L")
@@ -196,7 +201,7 @@ def preprocess_photo_pair(
         box = (x, y, x + cw, y + ch)
         photo = photo.crop(box)
         edge = edge.crop(box) if edge is not None else None
-        if random.random() < 0.5:
+        if (random.random() < 0.5) if mirror is None else mirror:
             photo = ImageOps.mirror(photo)
             edge = ImageOps.mirror(edge) if edge is not None else None
     photo_t = to_tensor(letterbox(photo, size, (255, 255, 255)))

@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 from catalog.db.models import Gallery, ImageRecord, Job
 from catalog.enums import JobState
 from catalog.jobs import MAX_ATTEMPTS, claim_job, enqueue_reindex
-from catalog.ranking import rank
+from catalog.ranking import search_codes
 from catalog.scan import ScanError, check_source_dir, scan_source
 from tests.helpers import (
     AUTH,
@@ -110,7 +110,7 @@ def test_ids_are_not_reused_and_results_stay_in_their_gallery(client: TestClient
     with state.sessions.begin() as session:
         session.execute(update(ImageRecord).where(ImageRecord.id == new_id).values(id=newest))
     codes = state.encoder.encode_sketches([Image.open(io.BytesIO(sketch_png()))])
-    ranked = rank(state.sessions, index_a, codes.packed[0], 100, codes.continuous[0])
+    ranked = search_codes(state.sessions, index_a, codes.packed[0], codes.continuous[0], 100).images
     assert newest not in {r.image_id for r in ranked}
     with state.sessions() as session:
         gallery_a = set(

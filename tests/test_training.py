@@ -301,3 +301,40 @@ def test_rescaling_the_hash_heads_keeps_every_bit_and_unsaturates_the_sigmoid() 
     assert (after - 0.5).abs().mean() < (before - 0.5).abs().mean()
     with pytest.raises(ValueError, match="positive"):
         rescale_hash_heads(model, 0.0)
+
+
+def test_a_sketch_and_its_own_photo_are_mirrored_together() -> None:
+    import random
+
+    from PIL import Image, ImageDraw
+
+    from model.preprocessing import SketchAugment
+    from training.training import TrainData, make_batch
+
+    def l_shape(mode: str) -> Image.Image:
+        image = Image.new(mode, (64, 64), "white")
+        draw = ImageDraw.Draw(image)
+        draw.line([(10, 5), (10, 58)], fill="black", width=4)  # a stroke on the left...
+        draw.line([(10, 58), (40, 58)], fill="black", width=4)  # ...and a foot to the right
+        return image
+
+    data = TrainData([l_shape("L")], [0], ["p"], [l_shape("RGB")], [None], [0], ["p"], {0: [0]}, {"p": 0})
+    config = ModelConfig(
+        image_size=32, num_classes=1, class_names=["a"], use_edge=False, edge_detector="canny"
+    )
+    train = TrainConfig(own_photo_prob=1.0)
+    augment = SketchAugment(thicken_prob=0.0, margin_range=(0.1, 0.1), shift=0.0, flip_prob=0.5)
+    random.seed(0)
+    sides = set()
+    for _ in range(16):
+        batch = make_batch(data, [0], config, train, augment)
+        assert batch.pairs.own.tolist() == [True]
+
+        def ink_on_left(image: torch.Tensor) -> bool:
+            ink = (image.mean(0) < 0).float()  # dark pixels (inputs are in [-1, 1])
+            return bool(ink[:, :16].sum() > ink[:, 16:].sum())
+
+        sketch_left, photo_left = ink_on_left(batch.sketches[0]), ink_on_left(batch.photos[0])
+        assert sketch_left == photo_left
+        sides.add(sketch_left)
+    assert sides == {True, False}  # both orientations were drawn

@@ -75,3 +75,42 @@ def test_a_dead_workers_job_is_taken_over(database_url: str) -> None:
         job = session.get(Job, job_id)
         assert job is not None and job.worker == "other" and job.state == JobState.RUNNING
     assert claim_job(sessions, "third", STALE) is None  # the new owner's heartbeat is fresh
+
+
+def test_the_loop_calls_back_after_each_job_and_outlives_an_unexpected_error(
+    sqlite_url: str, tiny_checkpoint, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import catalog.worker
+    from catalog.builder import GalleryBuilder
+    from catalog.settings import load_settings
+    from catalog.worker import Worker
+    from model.factory import load_encoder
+
+    sessions = migrated_sessions(sqlite_url)
+    settings = load_settings(data_dir=tmp_path, checkpoint=tiny_checkpoint, database_url=sqlite_url)
+    builder = GalleryBuilder(settings, sessions, load_encoder(tiny_checkpoint, "cpu"), show_progress=False)
+    calls: list[str] = []
+    real_claim = catalog.worker.claim_job
+
+    def claim_once_failing(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if not calls:
+            calls.append("error")
+            raise RuntimeError("a bug in one round")
+        return real_claim(*args, **kwargs)
+
+    monkeypatch.setattr(catalog.worker, "claim_job", claim_once_failing)
+    stop = threading.Event()
+    done = threading.Event()
+    worker = Worker(sessions, builder, poll_seconds=0.05, stop=stop, on_job_done=done.set)
+    job_id = enqueue_reindex(sessions, new_gallery(sessions))  # no source folder: the job fails, and ends
+    thread = threading.Thread(target=worker.run_forever, daemon=True)
+    thread.start()
+    assert done.wait(30), "the worker did not run the job after the error"
+    stop.set()
+    thread.join(timeout=10)
+    assert not thread.is_alive() and calls == ["error"]
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.state in (JobState.FAILED, JobState.SUCCEEDED)

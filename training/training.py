@@ -8,7 +8,7 @@ import math
 import random
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +234,7 @@ def make_batch(
     augment: SketchAugment,
 ) -> Batch:
     sketches, photos, edges, labels, photo_ids, own = [], [], [], [], [], []
+    unmirrored = replace(augment, flip_prob=0.0)
     for i in sketch_idx:
         label = data.sketch_labels[i]
         source = data.sketch_sources[i]
@@ -243,9 +244,13 @@ def make_batch(
             p = random.choice(data.by_class[label])
         photo_ids.append(p)
         own.append(source in data.by_id and p == data.by_id[source])
-        sketches.append(preprocess_sketch(data.sketches[i], config.image_size, augment))
+        # A sketch and its photo are mirrored together: mirroring only one of them would teach the
+        # instance term that a pose and its mirror image match.
+        mirror = random.random() < augment.flip_prob
+        sketch_t = preprocess_sketch(data.sketches[i], config.image_size, unmirrored)
+        sketches.append(torch.flip(sketch_t, dims=[2]) if mirror else sketch_t)
         photo_t, edge_t = preprocess_photo_pair(
-            data.photos[p], data.edges[p], config.image_size, augment=True
+            data.photos[p], data.edges[p], config.image_size, augment=True, mirror=mirror
         )
         photos.append(photo_t)
         edges.append(edge_t)

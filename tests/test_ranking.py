@@ -1,0 +1,146 @@
+"""The one ranking path: exact asymmetric top k over the whole index, whatever the Hamming ties."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from catalog.db.migrate import upgrade
+from catalog.db.models import Gallery, ImageRecord
+from catalog.db.session import make_engine, make_session_factory
+from catalog.index_store import IndexSpec, LoadedIndex, Manifest, build_index
+from catalog.ranking import NotIndexed, exact_candidates, search_codes, similar_to
+from model.hashing import asymmetric_distances, pack_bits, unpack_bits
+
+BITS = 64
+
+
+def tied_codes(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Codes with the tie structure of a collapsed model: a few class codes, each repeated many times
+    with a bit or two flipped."""
+    centres = rng.integers(0, 2, (4, BITS), dtype=np.uint8)
+    codes = centres[rng.integers(0, 4, n)].copy()
+    flips = rng.integers(0, BITS, (n, 2))
+    keep = rng.random(n) < 0.5
+    for row in np.flatnonzero(keep):
+        codes[row, flips[row]] ^= 1
+    return pack_bits(codes)
+
+
+def loaded(codes: np.ndarray, ids: np.ndarray | None = None, gallery_id: int = 1) -> LoadedIndex:
+    index = build_index(codes, BITS, IndexSpec("BFlat"))
+    ids = np.arange(1, len(codes) + 1, dtype=np.int64) if ids is None else ids
+    manifest = Manifest("m", BITS, len(codes), "now", None)
+    return LoadedIndex("g", gallery_id, 1, manifest, index, ids)
+
+
+def exhaustive(index: LoadedIndex, continuous: np.ndarray) -> np.ndarray:
+    bits = unpack_bits(index.codes_at(np.arange(index.count)), BITS)
+    return asymmetric_distances(continuous.reshape(1, -1), bits)[0]
+
+
+def one_bit_away(rng: np.random.Generator, query_bits: np.ndarray, n: int) -> np.ndarray:
+    """``n`` codes one bit from the query's, each in a random bit: a whole Hamming shell that ties."""
+    codes = np.repeat(query_bits[None], n, axis=0)
+    codes[np.arange(n), rng.integers(0, BITS, n)] ^= 1
+    return codes
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ties_past_the_depth_are_widened_to_the_exact_top_k(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    query_bits = rng.integers(0, 2, BITS, dtype=np.uint8)
+    noise = rng.integers(0, 2, (3000, BITS), dtype=np.uint8)
+    codes = pack_bits(np.concatenate([noise, one_bit_away(rng, query_bits, 1000)]))
+    index = loaded(codes)
+    # the sketch is sure of some bits and unsure of others: which bit differs decides the order
+    continuous = np.abs(query_bits - rng.uniform(0.02, 0.45, BITS)).astype(np.float32)
+    packed = pack_bits(query_bits[None])[0]
+    found = exact_candidates(index, packed, continuous, k=20, depth=30)
+    assert found.exact and len(found.positions) >= 1000  # the whole one-bit shell was taken in
+    truth = np.sort(exhaustive(index, continuous))[:20]
+    np.testing.assert_allclose(found.distances[:20], truth, rtol=1e-5)
+    # FAISS's first 30 of the 1000 tied codes alone would have missed most of the true top 20
+    hamming_only = index.search(packed[None], 30)[1][0]
+    assert len(set(hamming_only.tolist()) & set(found.positions[:20].tolist())) < 20
+
+
+def test_the_result_does_not_depend_on_row_order() -> None:
+    rng = np.random.default_rng(7)
+    query_bits = rng.integers(0, 2, BITS, dtype=np.uint8)
+    codes = pack_bits(
+        np.concatenate(
+            [rng.integers(0, 2, (2000, BITS), dtype=np.uint8), one_bit_away(rng, query_bits, 1000)]
+        )
+    )
+    continuous = np.abs(query_bits - rng.uniform(0.02, 0.45, BITS)).astype(np.float32)
+    packed = pack_bits(query_bits[None])[0]
+    ids = np.arange(1, 3001, dtype=np.int64)
+    perm = rng.permutation(3000)
+    a = exact_candidates(loaded(codes, ids), packed, continuous, k=10, depth=15)
+    b = exact_candidates(loaded(codes[perm], ids[perm]), packed, continuous, k=10, depth=15)
+    np.testing.assert_allclose(a.distances[:10], b.distances[:10], rtol=1e-6)
+    # the same photos, whatever order the index holds them in: all those strictly nearer than the 10th
+    # (the codes equal to the 10th's are interchangeable: only their bits are stored)
+    tenth = a.distances[9]
+    top_a = {int(ids[p]) for p, d in zip(a.positions, a.distances, strict=True) if d < tenth - 1e-6}
+    top_b = {int(ids[perm][p]) for p, d in zip(b.positions, b.distances, strict=True) if d < tenth - 1e-6}
+    assert top_a == top_b and len(top_a) >= 1
+
+
+def test_a_bound_on_the_candidates_is_reported_as_inexact(monkeypatch: pytest.MonkeyPatch) -> None:
+    import catalog.ranking
+
+    monkeypatch.setattr(catalog.ranking, "MAX_CANDIDATES", 40)
+    rng = np.random.default_rng(1)
+    query_bits = rng.integers(0, 2, BITS, dtype=np.uint8)
+    codes = pack_bits(one_bit_away(rng, query_bits, 500))
+    continuous = np.abs(query_bits - rng.uniform(0.02, 0.45, BITS)).astype(np.float32)
+    packed = pack_bits(query_bits[None])[0]
+    found = exact_candidates(loaded(codes), packed, continuous, k=10, depth=20)
+    assert not found.exact
+
+
+@pytest.fixture()
+def sessions(tmp_path: Path) -> sessionmaker[Session]:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    upgrade(url)
+    return make_session_factory(make_engine(url))
+
+
+def test_search_and_similar_share_one_path_and_leave_the_photo_out(sessions: sessionmaker[Session]) -> None:
+    rng = np.random.default_rng(3)
+    codes = tied_codes(rng, 200)
+    with sessions.begin() as session:
+        gallery = Gallery(name="g")
+        session.add(gallery)
+        session.flush()
+        for i in range(200):
+            session.add(
+                ImageRecord(
+                    gallery_id=gallery.id,
+                    label="x",
+                    stored_path=f"/p/{i}.jpg",
+                    sha256=f"{i:064d}",
+                    size_bytes=1,
+                )
+            )
+        session.flush()
+        gallery_id = gallery.id
+    with sessions() as session:
+        ids = np.array(sorted(r.id for r in session.query(ImageRecord)), dtype=np.int64)
+    index = loaded(codes, ids, gallery_id)
+    ranking = similar_to(sessions, index, int(ids[0]), k=10)
+    assert ranking.exact and len(ranking.images) == 10
+    assert int(ids[0]) not in {r.image_id for r in ranking.images}
+    # the photo's own bits as a sketch code: the same ranking as search_codes with it, minus itself
+    bits = unpack_bits(codes[:1], BITS)[0].astype(np.float32)
+    direct = search_codes(sessions, index, codes[0], bits, k=11).images
+    assert [r.image_id for r in direct if r.image_id != ids[0]][:10] == [r.image_id for r in ranking.images]
+    # its similarity is 1 - Hamming / bits
+    assert all(r.similarity(BITS) == pytest.approx(1 - r.hamming_distance / BITS) for r in ranking.images)
+    with pytest.raises(NotIndexed):
+        similar_to(sessions, index, int(ids.max()) + 1, k=5)
