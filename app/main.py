@@ -163,9 +163,11 @@ def route_label(request: Request, status: int) -> str:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    # /docs and /redoc load Swagger UI and ReDoc from files installed with fastapi-offline, not from a
-    # CDN: the API's documentation works behind a firewall.
+    # /docs loads Swagger UI from files installed with fastapi-offline, not from a CDN: the API's
+    # documentation works behind a firewall. No /redoc: ReDoc's page still fetches its logo from the
+    # internet.
     app = FastAPIOffline(
+        redoc_url=None,
         title="Sketch search",
         description="Draw a sketch, get the gallery photos of that kind of thing (CSCAN hashing).",
         version="0.1.0",

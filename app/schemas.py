@@ -26,6 +26,10 @@ class ErrorResponse(BaseModel):
 class ClassGuess(BaseModel):
     label: str = Field(description="a class the model was trained on")
     probability: float = Field(description="softmax probability from the model's sketch classifier")
+    in_gallery: bool = Field(
+        description="whether the searched gallery has photos with this label; when false, label= with it "
+        "answers 422 unknown_label (or, in a gallery without labels, filters nothing)"
+    )
 
 
 class Heatmap(BaseModel):
@@ -78,7 +82,8 @@ class SearchResponse(BaseModel):
     )
     label: str | None = Field(
         description="the label the results were restricted to; null when none was asked for, or the "
-        "gallery has no labels (then nothing is filtered)"
+        "gallery has no labels (then nothing is filtered). A label that none of a labelled gallery's "
+        "photos carries is refused: 422 unknown_label"
     )
     explanation: SketchExplanation | None = Field(
         default=None, description="with explain=1: the sketch branch's spatial attention mask"

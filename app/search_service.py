@@ -22,7 +22,7 @@ from app.schemas import ClassGuess, GalleryInfo, Match, SearchResponse
 from app.state import ServiceState
 from catalog.db.models import Gallery, ImageRecord
 from catalog.errors import NotFound
-from catalog.galleries import gallery_has_labels, gallery_names, resolve_gallery
+from catalog.galleries import gallery_labels, gallery_names, resolve_gallery
 from catalog.index_store import LoadedIndex
 from catalog.ranking import RankedImage, resolve, scan, scan_depth
 from model.encode_batcher import Busy
@@ -95,25 +95,50 @@ def _served_index(state: ServiceState, gallery: str | None) -> LoadedIndex | Non
     return state.indexes.get(name) if name is not None else None
 
 
-def class_guesses(state: ServiceState, continuous: np.ndarray) -> list[ClassGuess]:
+def class_guesses(state: ServiceState, continuous: np.ndarray, labels: frozenset[str]) -> list[ClassGuess]:
+    """The model's top classes for the sketch, each saying whether the gallery has photos of it."""
     names = state.encoder.class_names
     if not names:
         return []
     probabilities = state.encoder.sketch_class_probabilities(continuous.reshape(1, -1))[0]
     top = np.argsort(-probabilities, kind="stable")[:GUESSES]
-    return [ClassGuess(label=names[i], probability=round(float(probabilities[i]), 4)) for i in top]
+    return [
+        ClassGuess(
+            label=names[i], probability=round(float(probabilities[i]), 4), in_gallery=names[i] in labels
+        )
+        for i in top
+    ]
+
+
+def labels_of(state: ServiceState, index: LoadedIndex) -> frozenset[str]:
+    """The labels of the index's gallery, read once per index version."""
+    labels = state.version_labels.get(index.version_id)
+    if labels is None:
+        with state.sessions() as session:
+            labels = gallery_labels(session, index.gallery_id)
+        state.version_labels[index.version_id] = labels
+    return labels
+
+
+LABELS_NAMED = 12  # an unknown label's error names this many of the gallery's labels
 
 
 def applicable_label(state: ServiceState, index: LoadedIndex, label: str | None) -> str | None:
-    """The label filter, unless the gallery has no labels at all (then nothing is filtered)."""
+    """The label filter: None when none was asked for or the gallery has no labels at all (then nothing
+    is filtered). A label none of a labelled gallery's photos carries is APIError 422 ``unknown_label``:
+    the filter could only answer an empty page."""
     if label is None:
         return None
-    labelled = state.labelled_versions.get(index.version_id)
-    if labelled is None:
-        with state.sessions() as session:
-            labelled = gallery_has_labels(session, index.gallery_id)
-        state.labelled_versions[index.version_id] = labelled
-    return label if labelled else None
+    labels = labels_of(state, index)
+    if not labels or label in labels:
+        return label if labels else None
+    named = ", ".join(sorted(labels)[:LABELS_NAMED])
+    more = f" and {len(labels) - LABELS_NAMED} more" if len(labels) > LABELS_NAMED else ""
+    raise APIError(
+        422,
+        "unknown_label",
+        f"no photo in gallery {index.gallery!r} is labelled {label!r}; its labels are {named}{more}",
+    )
 
 
 def _response(
@@ -167,17 +192,17 @@ async def search(
     sketch = await encode_sketch(state, data)
     codes = sketch.codes
 
-    def ranked() -> tuple[list[RankedImage], str | None]:
+    def ranked() -> tuple[list[RankedImage], str | None, frozenset[str]]:
+        labels = labels_of(state, index)  # a database query once per index version: off the event loop
         applied = applicable_label(state, index, label)
         with state.metrics.timed("scan"):
             found = scan(index, codes.packed[0], scan_depth(k, applied))
         with state.metrics.timed("rank"):
-            return resolve(state.sessions, index, found, k, codes.continuous[0], applied), applied
+            return resolve(state.sessions, index, found, k, codes.continuous[0], applied), applied, labels
 
-    results, applied = await run_in_threadpool(ranked)
-    response = _response(
-        index, results, started, guesses=class_guesses(state, codes.continuous[0]), label=applied
-    )
+    results, applied, labels = await run_in_threadpool(ranked)
+    guesses = class_guesses(state, codes.continuous[0], labels)
+    response = _response(index, results, started, guesses=guesses, label=applied)
     if explain:
         await _explain(state, sketch, response)
         response.took_ms = round((time.perf_counter() - started) * 1000, 2)

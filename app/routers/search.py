@@ -18,8 +18,9 @@ LabelFilter = Annotated[
         min_length=1,
         max_length=256,
         pattern=r"^[^\x00]+$",  # no NUL: PostgreSQL refuses it in a query parameter
-        description="only photos with this label (e.g. one of the guesses); "
-        "ignored by a gallery without labels",
+        description="only photos with this label (e.g. one of the guesses that is in_gallery); "
+        "ignored by a gallery without labels; a label no photo of a labelled gallery carries is "
+        "422 unknown_label",
     ),
 ]
 
