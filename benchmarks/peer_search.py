@@ -26,8 +26,7 @@ from catalog.index_store import IndexSpec, IndexType, build_index
 from catalog.settings import DEFAULT_CHECKPOINT
 from model.factory import load_encoder
 from model.hashing import asymmetric_distances, hamming_matrix, unpack_bits
-from training.datasets import read_split
-from training.evaluation import load_images
+from training.datasets import load_images, read_split
 from training.metrics import retrieval_metrics
 from training.training import load_photos
 

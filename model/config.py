@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal, get_args
+from typing import Any
 
-Backbone = Literal["efficientnet_lite0", "efficientnet_lite2", "resnet50", "vgg16"]
-Fusion = Literal["sum", "concat"]
-EdgeDetectorName = Literal["hed", "canny", "pidinet"]
+from model.choices import Backbone, EdgeDetectorName, Fusion, parse_choice
+
 VALID_BITS = (32, 64, 128)
 
 
@@ -17,27 +16,25 @@ class ModelConfig:
 
     bits: int = 64
     num_classes: int = 125
-    backbone: Backbone = "efficientnet_lite0"
+    backbone: Backbone = Backbone.LITE0
     image_size: int = 160
     share_sketch_edge: bool = True
     use_attention: bool = True
     use_edge: bool = True
-    fusion: Fusion = "sum"
+    fusion: Fusion = Fusion.SUM
     hash_hidden: int = 512
     dropout: float = 0.2
-    edge_detector: EdgeDetectorName = "hed"
+    edge_detector: EdgeDetectorName = EdgeDetectorName.HED
     edge_size: int = 192
     class_names: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.bits not in VALID_BITS:
             raise ValueError(f"bits must be one of {VALID_BITS}, got {self.bits}")
-        if self.fusion not in ("sum", "concat"):
-            raise ValueError(f"fusion must be 'sum' or 'concat', got {self.fusion!r}")
-        if self.backbone not in get_args(Backbone):
-            raise ValueError(f"unknown backbone {self.backbone!r}")
-        if self.edge_detector not in ("hed", "canny", "pidinet"):
-            raise ValueError(f"unknown edge detector {self.edge_detector!r}")
+        # A config read from a checkpoint's JSON holds plain strings: they become the enums here.
+        self.fusion = parse_choice(Fusion, self.fusion, "fusion")
+        self.backbone = parse_choice(Backbone, self.backbone, "backbone")
+        self.edge_detector = parse_choice(EdgeDetectorName, self.edge_detector, "edge detector")
         if self.image_size < 32:
             raise ValueError(f"image_size must be at least 32, got {self.image_size}")
         if self.class_names and len(self.class_names) != self.num_classes:

@@ -7,7 +7,7 @@ way the network was trained.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -216,8 +216,18 @@ def encoder_from_checkpoint(
     edge_weights: str | None = None,
     backend: str = "auto",
     cache_dir: Path | None = None,
+    image_size: int | None = None,
 ) -> Encoder:
     dev = resolve_device(device)
+    if image_size is not None and image_size != checkpoint.config.image_size:
+        # A trial at another input size: the network is convolutional up to pooling, so the weights
+        # apply; the ONNX export is fixed to the trained size, so PyTorch runs it.
+        if backend == "onnx":
+            raise ValueError("the ONNX Runtime backend runs at the trained input size only")
+        backend = "torch"
+        checkpoint = Checkpoint(
+            replace(checkpoint.config, image_size=image_size), checkpoint.state_dict, checkpoint.info
+        )
     model = build_model(checkpoint).to(dev).eval()
     edges = (
         build_edge_detector(
@@ -239,11 +249,13 @@ def load_encoder(
     edge_weights: str | None = None,
     backend: str = "auto",
     cache_dir: Path | None = None,
+    image_size: int | None = None,
 ) -> Encoder:
     """Build model + preprocessing from a checkpoint file; raises CheckpointError on a bad file.
 
     ``backend``: ``auto`` (ONNX Runtime on a CPU when installed, else PyTorch), ``torch`` or ``onnx``;
-    ``cache_dir`` keeps the exported ONNX branches between runs."""
+    ``cache_dir`` keeps the exported ONNX branches between runs; ``image_size`` runs the network at
+    another input size than trained (a speed trial; PyTorch only)."""
     return encoder_from_checkpoint(
-        load_checkpoint(path), file_checksum(path), device, edge_weights, backend, cache_dir
+        load_checkpoint(path), file_checksum(path), device, edge_weights, backend, cache_dir, image_size
     )

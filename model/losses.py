@@ -13,12 +13,11 @@ Beyond the paper, each off unless its weight is set (measured in the model card'
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
-NegativeMining = Literal["all", "random", "hard"]
+from model.choices import NegativeMining, parse_choice
 
 
 @dataclass
@@ -72,7 +71,7 @@ def pick_negatives(
     sketch_codes: torch.Tensor,
     photo_codes: torch.Tensor,
     labels: torch.Tensor,
-    mining: NegativeMining,
+    mining: NegativeMining | str,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Negatives for each sketch from the batch's photos of other classes.
@@ -80,21 +79,20 @@ def pick_negatives(
     Returns (anchor indices, negatives): "all" keeps every (anchor, negative) pair, "random" one random
     negative per anchor, "hard" the closest negative. Anchors without a negative in the batch are dropped.
     """
+    mining = parse_choice(NegativeMining, mining, "negative mining")
     different = labels.unsqueeze(0) != labels.unsqueeze(1)  # [anchor, photo]
     has_negative = different.any(dim=1)
     anchors = torch.nonzero(has_negative).squeeze(1)
-    if mining == "all":
+    if mining is NegativeMining.ALL:
         pairs = torch.nonzero(different)
         return pairs[:, 0], photo_codes[pairs[:, 1]]
-    if mining == "hard":
+    if mining is NegativeMining.HARD:
         dist = torch.cdist(sketch_codes.detach(), photo_codes.detach()).pow(2)
         dist = dist.masked_fill(~different, float("inf"))
         return anchors, photo_codes[dist[anchors].argmin(dim=1)]
-    if mining == "random":
-        scores = torch.rand(different.shape, generator=generator, device=labels.device)
-        scores = scores.masked_fill(~different, -1.0)
-        return anchors, photo_codes[scores[anchors].argmax(dim=1)]
-    raise ValueError(f"unknown negative mining {mining!r}")
+    scores = torch.rand(different.shape, generator=generator, device=labels.device)
+    scores = scores.masked_fill(~different, -1.0)
+    return anchors, photo_codes[scores[anchors].argmax(dim=1)]
 
 
 def instance_triplet_loss(
@@ -159,7 +157,7 @@ def cscan_loss(
     outputs: dict[str, torch.Tensor],
     labels: torch.Tensor,
     weights: LossWeights,
-    mining: NegativeMining = "all",
+    mining: NegativeMining | str = NegativeMining.ALL,
     pairs: PairInfo | None = None,
 ) -> dict[str, torch.Tensor]:
     """L = L_triplet + alpha * L_cls + beta * L_q (+ the optional terms of ``weights``); the photo at

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +11,10 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from catalog.builder import GalleryBuilder
 from catalog.settings import load_settings
-from indexer.commands_train import evaluate
 from model.checkpoint import load_checkpoint
 from tests.helpers import CHECKPOINT, REPO, photos_of
 from training.datasets import read_split
+from training.evaluation import evaluate_checkpoint
 
 QUALITY_BAR = 0.62  # tie-aware 64-bit Hamming mAP on the dev test split (issue 13)
 PREVIOUS_TUBERLIN_MAP = 0.413  # the checkpoint before TU-Berlin training, same 260 sketches and 3,125 photos
@@ -30,19 +29,14 @@ def committed() -> Path:
 
 @pytest.mark.slow
 def test_evaluate_reproduces_the_recorded_map(committed: Path, sketchy: Path, tmp_path: Path) -> None:
-    out = tmp_path / "metrics.json"
-    evaluate(
-        checkpoint=committed,
-        queries=sketchy / "splits" / "test_sketches.txt",
-        gallery=sketchy / "splits" / "photos.txt",
+    result = evaluate_checkpoint(
+        committed,
+        sketchy / "splits" / "test_sketches.txt",
+        sketchy / "splits" / "photos.txt",
         root=sketchy,
-        json_out=out,
-        figures=None,
         device="cpu",
-        batch=64,
         cache_dir=tmp_path / "edges",
-    )
-    result = json.loads(out.read_text())
+    ).result
     recorded = load_checkpoint(committed).info["metrics"]["test"]
     assert (result["n_queries"], result["n_gallery"]) == (486, 3125)
     assert result["mAP"] == pytest.approx(recorded["mAP"], abs=0.003)
@@ -63,19 +57,14 @@ def test_committed_checkpoint_meets_the_quality_bar(committed: Path) -> None:
 def test_drawings_from_memory_reproduce_their_recorded_map(
     committed: Path, sketchy: Path, tmp_path: Path
 ) -> None:
-    out = tmp_path / "tuberlin.json"
-    evaluate(
-        checkpoint=committed,
-        queries=REPO / "splits" / "tuberlin_val.txt",
-        gallery=REPO / "splits" / "sketchy_photos.txt",
+    result = evaluate_checkpoint(
+        committed,
+        REPO / "splits" / "tuberlin_val.txt",
+        REPO / "splits" / "sketchy_photos.txt",
         root=sketchy.parent,
-        json_out=out,
-        figures=None,
         device="cpu",
-        batch=64,
         cache_dir=tmp_path / "edges",
-    )
-    result = json.loads(out.read_text())
+    ).result
     assert (result["n_queries"], result["skipped_queries_without_photos"]) == (260, 140)
     recorded = load_checkpoint(committed).info["metrics"]["tuberlin_val"]
     assert result["mAP"] == pytest.approx(recorded["mAP"], abs=0.003)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from model.choices import Backbone, Fusion
 from model.config import ModelConfig
 from model.cscan import CSCAN
 from model.factory import build_model
@@ -129,28 +130,23 @@ def test_init_from_a_checkpoint_of_another_input_size_fine_tunes_at_the_new_size
     assert load_checkpoint(tmp_path / "large" / "last.safetensors").config.image_size == 96
 
 
-def test_train_cli_choices_are_the_configs_own_and_others_are_refused(tmp_path: Path) -> None:
-    from typing import get_args
-
+def test_train_cli_refuses_an_unknown_choice_and_lists_the_models_own(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from indexer.cli import app
-    from indexer.commands_train import BackboneChoice, EdgeDetectorChoice, FusionChoice, MiningChoice
-    from model.config import Backbone, EdgeDetectorName, Fusion
-    from model.losses import NegativeMining
 
-    for choice, literal in (
-        (BackboneChoice, Backbone),
-        (EdgeDetectorChoice, EdgeDetectorName),
-        (FusionChoice, Fusion),
-        (MiningChoice, NegativeMining),
-    ):
-        assert {c.value for c in choice} == set(get_args(literal))
     result = CliRunner().invoke(
         app,
         ["train", "--root", str(tmp_path), "--out", str(tmp_path / "run"), "--backbone", "efficientnet_b9"],
     )
     assert result.exit_code == 2 and "efficientnet_lite2" in result.output  # the choices, no traceback
+
+
+def test_a_checkpoint_config_with_an_unknown_choice_names_it() -> None:
+    with pytest.raises(ValueError, match="unknown edge detector 'sobel'; choose one of 'canny', 'hed'"):
+        ModelConfig.from_dict({"edge_detector": "sobel"})
+    config = ModelConfig.from_dict({"backbone": "efficientnet_lite2", "fusion": "concat"})
+    assert config.backbone is Backbone.LITE2 and config.fusion is Fusion.CONCAT  # plain JSON strings in
 
 
 @pytest.mark.slow
@@ -237,3 +233,53 @@ def test_training_with_the_instance_balance_and_distillation_terms_resumes(
     torch.testing.assert_close(longer.distill_head.weight, trainer.distill_head.weight)
     # the student head is a training device: the checkpoint holds the served network only
     assert not any(k.startswith("distill") for k in longer.checkpoint().state_dict)
+
+
+def test_fill_takes_fields_by_name_into_nested_configs() -> None:
+    from model.losses import LossWeights
+    from training.runs import fill, model_settings
+
+    options = {"epochs": 3, "instance": 2.0, "alpha": 1.0, "use_attention": False, "out": Path("x")}
+    train = fill(TrainConfig, options)
+    assert train.epochs == 3 and train.loss == LossWeights(alpha=1.0, instance=2.0)
+    assert train.batch_size == TrainConfig().batch_size  # not given: the default
+    assert model_settings(options) == {"use_attention": False}
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_cli_carry_every_option_and_report_instance_figures(
+    sketchy: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from indexer.cli import app
+
+    sketches = _class_folders(sketchy, "train_sketches.txt", tmp_path / "sketches")
+    photos = _class_folders(sketchy, "photos.txt", tmp_path / "photos")
+    args = ["train", "--root", str(tmp_path), "--out", str(tmp_path / "run"), "--sketches", str(sketches)]
+    args += ["--photos", str(photos), "--epochs", "1", "--max-steps", "1", "--batch-size", "4"]
+    args += ["--no-validation", "--image-size", "64", "--cache-dir", str(tmp_path / "edges")]
+    args += ["--no-attention", "--instance", "2", "--class-group", "2", "--time-budget", "900"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    ckpt = load_checkpoint(tmp_path / "run" / "last.safetensors")
+    assert ckpt.config.use_attention is False and ckpt.config.image_size == 64
+    train = ckpt.info["train"]
+    assert (train["loss"]["instance"], train["class_group"], train["time_budget_s"]) == (2.0, 2, 900)
+
+    out = tmp_path / "eval.json"
+    evaluate = ["evaluate", "--checkpoint", str(tmp_path / "run" / "last.safetensors")]
+    evaluate += ["--queries", str(sketches), "--gallery", str(photos), "--device", "cpu"]
+    evaluate += ["--cache-dir", str(tmp_path / "edges"), "--json", str(out), "--record", "smoke"]
+    evaluate += ["--figures", str(tmp_path / "figures")]
+    result = CliRunner().invoke(app, evaluate)
+    assert result.exit_code == 0, result.output
+    figures = json.loads(out.read_text())
+    # the symlinked sketches are named <photo>-<k>.png and their photos are in the gallery
+    instance = figures["instance"]["asymmetric"]
+    assert instance["n_queries"] == figures["n_queries"] == 16
+    assert instance["class_acc@1_chance"] == pytest.approx(1 / 8)
+    assert figures["codes"]["n_codes"] == 16
+    recorded = load_checkpoint(tmp_path / "run" / "last.safetensors").info["metrics"]["smoke"]
+    assert recorded["mAP"] == pytest.approx(figures["mAP"]) and "class_acc@10" in recorded
+    assert (tmp_path / "figures" / "pr_curve.png").exists()

@@ -12,6 +12,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
+from tqdm import tqdm
+
 from model.imageio import IMAGE_EXTENSIONS
 
 _SKETCHY_SKETCH = re.compile(r"^(?P<photo>.+)-\d+$")
@@ -125,3 +128,12 @@ def validation_split(train: list[Item], seed: int = 0) -> tuple[list[Item], list
         if len(sources) > 1:
             held.update(i.path for i in groups[label][rng.choice(sources)])
     return [i for i in train if i.path not in held], [i for i in train if i.path in held]
+
+
+def load_images(items: list[Item], desc: str = "images") -> list[Image.Image]:
+    """Every item's image decoded into memory as stored (mode kept), with a progress bar."""
+    images = []
+    for item in tqdm(items, desc=desc, unit="img"):
+        with Image.open(item.path) as im:
+            images.append(im.copy())
+    return images

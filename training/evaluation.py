@@ -5,17 +5,29 @@ Encoding goes through ``model.factory.Encoder``, the same API the indexer and th
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from model.checkpoint import load_checkpoint, save_checkpoint
 from model.cscan import CSCAN
-from model.factory import Codes, Encoder
+from model.factory import Codes, Encoder, load_encoder
 from model.hashing import asymmetric_distances, hamming_matrix, unpack_bits
-from training.datasets import Item, synset_of
-from training.metrics import code_statistics, instance_accuracy, retrieval_metrics, subclass_precision
+from training.datasets import Item, load_images, read_items, synset_of
+from training.metrics import (
+    code_statistics,
+    instance_accuracy,
+    precision_recall_curve,
+    retrieval_metrics,
+    subclass_precision,
+)
+from training.plots import pr_curve, retrieval_grid
+from training.training import load_photos
 
 
 @dataclass
@@ -88,14 +100,6 @@ def score(queries: EncodedSet, gallery: EncodedSet, bits: int, k: int = 200) -> 
     return result
 
 
-def load_images(items: list[Item]) -> list[Image.Image]:
-    images = []
-    for item in items:
-        with Image.open(item.path) as im:
-            images.append(im.copy())
-    return images
-
-
 @dataclass
 class ValidationSet:
     """Held-out sketches scored during training; ``prefix`` names its figures in the history."""
@@ -107,9 +111,9 @@ class ValidationSet:
 
 
 def validation_set(prefix: str, items: list[Item], class_index: dict[str, int]) -> ValidationSet:
-    return ValidationSet(
-        prefix, load_images(items), np.array([class_index[i.label] for i in items]), [i.source for i in items]
-    )
+    images = load_images(items, f"{prefix or 'sketchy_'}validation")
+    labels = np.array([class_index[i.label] for i in items])
+    return ValidationSet(prefix, images, labels, [i.source for i in items])
 
 
 def selection_score(figures: dict[str, float], prefixes: list[str]) -> float:
@@ -154,3 +158,97 @@ def make_validator(
         return out
 
     return validate
+
+
+@dataclass
+class Evaluation:
+    """What ``evaluate_checkpoint`` measured, with the encoded sets and images behind it (for figures)."""
+
+    result: dict
+    queries: EncodedSet
+    gallery: EncodedSet
+    query_images: list[Image.Image]
+    photos: list[Image.Image]
+    bits: int
+
+
+def evaluate_checkpoint(
+    checkpoint: Path,
+    queries: Path,
+    gallery: Path,
+    root: Path | None = None,
+    device: str = "auto",
+    batch: int = 64,
+    cache_dir: Path = Path("data/cache/edges"),
+    edge_weights: Path | None = None,
+    image_size: int | None = None,
+    log: Callable[[str], None] = print,
+) -> Evaluation:
+    """Encode query sketches and gallery photos (split files or class folders) with a checkpoint and
+    ``score`` them. Queries whose class has no photo in the gallery are skipped (and counted).
+
+    ``image_size`` evaluates at another input size than trained (a speed trial). Raises CheckpointError
+    for a bad checkpoint and ValueError when no query shares a class with the gallery."""
+    started = time.monotonic()
+    encoder = load_encoder(
+        checkpoint, device, str(edge_weights) if edge_weights else None, image_size=image_size
+    )
+    query_items, gallery_items = read_items(queries, root), read_items(gallery, root)
+    gallery_classes = {i.label for i in gallery_items}
+    unmatched = [i for i in query_items if i.label not in gallery_classes]
+    if unmatched:  # e.g. TU-Berlin classes without photos: nothing to retrieve, AP undefined
+        query_items = [i for i in query_items if i.label in gallery_classes]
+        log(f"skipped {len(unmatched)} queries whose class has no photo in the gallery")
+    if not query_items:
+        raise ValueError("no query shares a class with the gallery")
+    classes = sorted({i.label for i in query_items} | gallery_classes)
+    index = {c: i for i, c in enumerate(classes)}
+    query_images = load_images(query_items)
+    photos, edges = load_photos(gallery_items, encoder.edges, cache_dir)
+    query_set = EncodedSet(
+        encoder.encode_sketches(query_images, batch),
+        np.array([index[i.label] for i in query_items]),
+        [i.source for i in query_items],
+    )
+    gallery_set = EncodedSet(
+        encoder.encode_photos(photos, edges, batch),
+        np.array([index[i.label] for i in gallery_items]),
+        [i.path.stem for i in gallery_items],
+    )
+    result = score(query_set, gallery_set, encoder.bits)
+    result["checkpoint"] = str(checkpoint)
+    result["skipped_queries_without_photos"] = len(unmatched)
+    result["seconds"] = round(time.monotonic() - started, 1)
+    return Evaluation(result, query_set, gallery_set, query_images, photos, encoder.bits)
+
+
+def record_metrics(checkpoint: Path, result: dict, key: str, queries: Path, gallery: Path) -> None:
+    """Store a summary of ``result`` in the checkpoint's metadata under ``key`` (the release step).
+    The weights are fp16 values already: re-saving changes none of them."""
+    ckpt = load_checkpoint(checkpoint)
+    summary = {k: result[k] for k in ("mAP", "mAP@200", "P@10", "P@200", "n_queries", "n_gallery")}
+    summary["continuous_mAP"] = result["continuous"]["mAP"]
+    summary["asymmetric_mAP"] = result["asymmetric"]["mAP"]
+    if "instance" in result:
+        asym = result["instance"]["asymmetric"]
+        summary["class_acc@1"], summary["class_acc@10"] = asym["class_acc@1"], asym["class_acc@10"]
+    summary["queries"], summary["gallery"] = str(queries), str(gallery)
+    ckpt.info.setdefault("metrics", {})[key] = summary
+    save_checkpoint(checkpoint, ckpt)
+
+
+def write_figures(evaluation: Evaluation, folder: Path, examples: int = 8) -> None:
+    """The precision-recall curve of Hamming ranking and a grid of example retrievals (random queries,
+    ties in random order) as PNGs in ``folder``."""
+    q, g = evaluation.queries, evaluation.gallery
+    hamming = hamming_matrix(q.codes.packed, g.codes.packed)
+    precision, recall = precision_recall_curve(hamming, q.labels, g.labels, evaluation.bits)
+    mean_ap = evaluation.result["mAP"]
+    pr_curve(precision, recall, folder / "pr_curve.png", f"{evaluation.bits}-bit Hamming, mAP {mean_ap:.3f}")
+    rng = np.random.default_rng(0)
+    picks = rng.choice(len(q.labels), size=min(examples, len(q.labels)), replace=False)
+    rows = []
+    for qi in picks:
+        order = np.lexsort((rng.random(len(g.labels)), hamming[qi]))[:examples]
+        rows.append([(evaluation.photos[j], bool(g.labels[j] == q.labels[qi])) for j in order])
+    retrieval_grid([evaluation.query_images[i] for i in picks], rows, folder / "example_retrievals.png")

@@ -19,14 +19,15 @@ from tqdm import tqdm
 
 from model.backbones import build_teacher
 from model.checkpoint import Checkpoint, save_checkpoint
+from model.choices import NegativeMining
 from model.config import ModelConfig
 from model.cscan import CSCAN
 from model.edges import EdgeDetector, build_edge_detector
 from model.edges.cache import EdgeCache, content_hash
 from model.files import atomic_write
-from model.losses import LossWeights, NegativeMining, PairInfo, cscan_loss
+from model.losses import LossWeights, PairInfo, cscan_loss
 from model.preprocessing import SketchAugment, preprocess_photo_pair, preprocess_sketch
-from training.datasets import Item
+from training.datasets import Item, load_images
 
 
 @dataclass
@@ -44,7 +45,7 @@ class TrainConfig:
     # has them): with 2 or more, every batch holds other photos of an anchor's class, the negatives of
     # the instance-level triplet. 1: batches are a plain shuffle (the paper).
     class_group: int = 1
-    mining: NegativeMining = "all"
+    mining: NegativeMining = NegativeMining.ALL
     loss: LossWeights = field(default_factory=LossWeights)
     eval_every: int = 2
     freeze_low_level: bool = False  # keep the backbones' pretrained low-level stages fixed
@@ -125,14 +126,6 @@ def load_photos(items: list[Item], detector: EdgeDetector | None, cache_dir: Pat
     return photos, edges
 
 
-def read_sketches(items: list[Item]) -> list[Image.Image]:
-    images = []
-    for item in tqdm(items, desc="sketches", unit="img"):
-        with Image.open(item.path) as im:
-            images.append(im.copy())
-    return images
-
-
 def load_train_data(
     sketches: list[Item],
     photos: list[Item],
@@ -154,7 +147,7 @@ def load_train_data(
     photo_classes = {p.label for p in photos}
     paired = [s for s in sketches if s.label in photo_classes]
     alone = [s for s in sketches if s.label not in photo_classes]
-    sketch_images = read_sketches(paired)
+    sketch_images = load_images(paired, "sketches")
     photo_labels = [index[p.label] for p in photos]
     by_class: dict[int, list[int]] = defaultdict(list)
     for i, label in enumerate(photo_labels):
@@ -169,7 +162,7 @@ def load_train_data(
         [p.path.stem for p in photos],
         dict(by_class),
         {p.path.stem: i for i, p in enumerate(photos)},
-        read_sketches(alone) if alone else [],
+        load_images(alone, "sketches") if alone else [],
         [index[s.label] for s in alone],
         cached_teacher_logits(config.backbone, photos, photo_images, cache_dir, device)
         if with_teacher

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -73,30 +72,3 @@ def render_lines(strength: np.ndarray, thickness: int = 1) -> Image.Image:
     if thickness > 1:
         ink = cv2.dilate(ink, np.ones((thickness, thickness), np.uint8))
     return Image.fromarray(255 - ink, mode="L")
-
-
-def build_edge_detector(
-    name: str, device: str = "cpu", weights: str | Path | None = None, size: int | None = None
-) -> EdgeDetector:
-    """The detector a checkpoint names. PiDiNet needs ``weights`` (research-only licence, never default).
-
-    ``size`` (a checkpoint's ``edge_size``) is the longer side the learned detectors work at; Canny works
-    at the photo's own resolution and ignores it."""
-    if name == "canny":
-        from model.edges.canny import CannyEdgeDetector
-
-        return CannyEdgeDetector()
-    if name == "hed":
-        from model.edges.hed import HEDEdgeDetector
-
-        return HEDEdgeDetector(weights_path=weights, device=device, **({"size": size} if size else {}))
-    if name == "pidinet":
-        if weights is None:
-            raise EdgeWeightsMissing(
-                "the PiDiNet edge detector needs its weights: pass a path (research-only licence, see "
-                "model/edges/pidinet.py); 'hed' and 'canny' need none"
-            )
-        from model.edges.pidinet import PiDiNetEdgeDetector
-
-        return PiDiNetEdgeDetector(weights, device=device, **({"size": size} if size else {}))
-    raise ValueError(f"unknown edge detector {name!r}; choose 'hed', 'canny' or 'pidinet'")
