@@ -88,6 +88,15 @@ class SearchResponse(BaseModel):
     explanation: SketchExplanation | None = Field(
         default=None, description="with explain=1: the sketch branch's spatial attention mask"
     )
+    min_similarity: float | None = Field(
+        default=None,
+        description="the relevance cutoff asked for (min_similarity=): results hold only the matches whose "
+        "similarity reaches it; null without one",
+    )
+    below_cutoff: int = Field(
+        default=0,
+        description="how many of the k best matches the cutoff left out (0 without one)",
+    )
     results: list[Match]
 
 

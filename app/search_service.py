@@ -141,27 +141,47 @@ def applicable_label(state: ServiceState, index: LoadedIndex, label: str | None)
     )
 
 
+def relevance_cutoff(matches: list[Match], min_similarity: float | None) -> tuple[list[Match], int]:
+    """The matches whose reported ``similarity`` reaches ``min_similarity`` (all of them for None),
+    ranked 1.. again, and how many were left out. The one place the cutoff is applied: to the very value
+    each match reports, so it keeps meaning what the answer says however similarity is defined."""
+    if min_similarity is None:
+        return matches, 0
+    kept = [m for m in matches if m.similarity >= min_similarity]
+    for n, match in enumerate(kept, start=1):
+        match.rank = n
+    return kept, len(matches) - len(kept)
+
+
 def _response(
-    index: LoadedIndex, results: list[RankedImage], started: float, **fields: Any
+    index: LoadedIndex,
+    results: list[RankedImage],
+    started: float,
+    min_similarity: float | None,
+    **fields: Any,
 ) -> SearchResponse:
+    matches = [
+        Match(
+            rank=n,
+            image_id=r.image_id,
+            label=r.label,
+            url=f"/images/{r.image_id}",
+            thumbnail_url=f"/images/{r.image_id}/thumbnail",
+            hamming_distance=r.hamming_distance,
+            similarity=round(1 - r.hamming_distance / index.bits, 4),
+            distance=round(r.distance, 4),
+        )
+        for n, r in enumerate(results, start=1)
+    ]
+    kept, below = relevance_cutoff(matches, min_similarity)
     return SearchResponse(
         gallery=index.gallery,
         index_version=index.version_id,
         bits=index.bits,
         took_ms=round((time.perf_counter() - started) * 1000, 2),
-        results=[
-            Match(
-                rank=n,
-                image_id=r.image_id,
-                label=r.label,
-                url=f"/images/{r.image_id}",
-                thumbnail_url=f"/images/{r.image_id}/thumbnail",
-                hamming_distance=r.hamming_distance,
-                similarity=round(1 - r.hamming_distance / index.bits, 4),
-                distance=round(r.distance, 4),
-            )
-            for n, r in enumerate(results, start=1)
-        ],
+        results=kept,
+        min_similarity=min_similarity,
+        below_cutoff=below,
         **fields,
     )
 
@@ -185,6 +205,7 @@ async def search(
     k: int,
     label: str | None = None,
     explain: bool = False,
+    min_similarity: float | None = None,
 ) -> SearchResponse:
     started = time.perf_counter()
     served = _served_index(state, gallery)
@@ -202,7 +223,7 @@ async def search(
 
     results, applied, labels = await run_in_threadpool(ranked)
     guesses = class_guesses(state, codes.continuous[0], labels)
-    response = _response(index, results, started, guesses=guesses, label=applied)
+    response = _response(index, results, started, min_similarity, guesses=guesses, label=applied)
     if explain:
         await _explain(state, sketch, response)
         response.took_ms = round((time.perf_counter() - started) * 1000, 2)
@@ -237,11 +258,17 @@ def _similar(
     return index, resolve(state.sessions, index, found, k, query, applied, exclude=image_id), applied
 
 
-async def similar(state: ServiceState, image_id: int, k: int, label: str | None = None) -> SearchResponse:
+async def similar(
+    state: ServiceState,
+    image_id: int,
+    k: int,
+    label: str | None = None,
+    min_similarity: float | None = None,
+) -> SearchResponse:
     """ "More like this": the gallery ranked by one of its photos' own code (the photo itself left out)."""
     started = time.perf_counter()
     index, results, applied = await run_in_threadpool(_similar, state, image_id, k, label)
-    return _response(index, results, started, guesses=[], label=applied)
+    return _response(index, results, started, min_similarity, guesses=[], label=applied)
 
 
 def public_galleries(state: ServiceState) -> list[GalleryInfo]:

@@ -22,7 +22,17 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.helpers import AUTH, REPO, build, error_code, make_client, photos_of, sketch_png, wait_for_job
+from tests.helpers import (
+    AUTH,
+    CHECKPOINT,
+    REPO,
+    build,
+    error_code,
+    make_client,
+    photos_of,
+    sketch_png,
+    wait_for_job,
+)
 from tests.postgres import free_port
 
 MAKE = shutil.which("make") or "/usr/bin/make"
@@ -218,3 +228,45 @@ def test_openapi_documents_the_new_fields_and_errors(labelled: TestClient) -> No
     assert "in_gallery" in spec["components"]["schemas"]["ClassGuess"]["required"]
     label = next(p for p in spec["paths"]["/search"]["post"]["parameters"] if p["name"] == "label")
     assert "422 unknown_label" in label["description"]
+
+
+# -- the relevance cutoff ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, sketchy: Path) -> Iterator[TestClient]:
+    """The committed model (the tiny one gives every photo one code) on three kinds, four photos each."""
+    tmp = tmp_path_factory.mktemp("cutoff")
+    photos_of(sketchy, ("teapot", "cat", "bicycle"), tmp / "photos", per_class=4)
+    with make_client(tmp, CHECKPOINT) as client:
+        build(client, CHECKPOINT, "demo", tmp / "photos")
+        yield client
+
+
+def test_the_cutoff_keeps_what_reaches_the_reported_similarity(trained: TestClient, sketchy: Path) -> None:
+    teapot = sorted((sketchy / "sketch" / "tx_000000000000" / "teapot").glob("*.png"))[-1]
+    png = {"file": ("s.png", teapot.read_bytes(), "image/png")}
+    full = trained.post("/search?k=12", files=png).json()
+    similarities = [m["similarity"] for m in full["results"]]
+    assert full["min_similarity"] is None and full["below_cutoff"] == 0 and len(set(similarities)) > 1
+    for cutoff in [*sorted(set(similarities)), 0.0, 1.0]:
+        body = trained.post(f"/search?k=12&min_similarity={cutoff}", files=png).json()
+        expected = [m["image_id"] for m in full["results"] if m["similarity"] >= cutoff]
+        assert [m["image_id"] for m in body["results"]] == expected  # the same order, less the rest
+        assert [m["rank"] for m in body["results"]] == list(range(1, len(expected) + 1))
+        assert body["below_cutoff"] == 12 - len(expected) and body["min_similarity"] == cutoff
+    # "more like this" takes it too
+    first = full["results"][0]["image_id"]
+    alike = trained.post(f"/search/similar/{first}?k=5").json()["results"]
+    cutoff = sorted({m["similarity"] for m in alike})[-1]
+    body = trained.post(f"/search/similar/{first}?k=5&min_similarity={cutoff}").json()
+    assert [m["image_id"] for m in body["results"]] == [
+        m["image_id"] for m in alike if m["similarity"] >= cutoff
+    ]
+    assert body["below_cutoff"] == sum(m["similarity"] < cutoff for m in alike) > 0
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1.5", "close", "nan"])
+def test_a_cutoff_off_the_similarity_scale_is_422(labelled: TestClient, value: str) -> None:
+    r = labelled.post(f"/search?min_similarity={value}", files={"file": ("s.png", sketch_png(), "image/png")})
+    assert r.status_code == 422 and error_code(r) == "invalid_request"
+    r = labelled.post(f"/search/similar/1?min_similarity={value}")
+    assert r.status_code == 422 and error_code(r) == "invalid_request"

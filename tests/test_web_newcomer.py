@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import uvicorn
@@ -213,3 +213,42 @@ def test_a_failed_search_leaves_nothing_of_the_previous_answer(server: str, offl
     assert offline.locator("#guesses .chip").count() == 0
     assert offline.evaluate("label") is None  # the old chip's filter does not ride along on the next search
     assert offline.locator("#warnings li").count() == 0
+
+
+def cutoff_of(url: str) -> float | None:
+    """The min_similarity a request asked for, if any."""
+    values = parse_qs(urlsplit(url).query).get("min_similarity")
+    return float(values[0]) if values else None
+
+
+def test_only_close_matches_says_how_many_it_hid(server: str, offline) -> None:  # type: ignore[no-untyped-def]
+    offline.goto(server + "/")
+    with offline.expect_response(lambda r: r.url.startswith(server + "/search")) as first:
+        offline.set_input_files("#upload", str(tu_berlin("cat")))
+    every = first.value.json()["results"]
+    offline.wait_for_selector("#results li", timeout=30_000)
+    assert offline.locator("#cutoff-note").is_hidden() and len(every) == 24
+    # a cutoff between the answer's own similarities, so that some photos stay and some go
+    percents = sorted({round(m["similarity"] * 100) for m in every})
+    assert len(percents) > 1, percents
+    percent = percents[len(percents) // 2]
+    with offline.expect_response(lambda r: cutoff_of(r.url) == 0.85, timeout=30_000):
+        offline.check("#close-only")  # on, at the slider's default
+    with offline.expect_response(lambda r: cutoff_of(r.url) == percent / 100, timeout=30_000) as cut:
+        offline.locator("#min-similarity").fill(str(percent))
+    body = cut.value.json()
+    assert body["min_similarity"] == percent / 100
+    kept = [m["image_id"] for m in every if m["similarity"] >= percent / 100]
+    assert [m["image_id"] for m in body["results"]] == kept and 0 < len(kept) < 24
+    offline.wait_for_function(f"() => document.querySelectorAll('#results li').length === {len(kept)}")
+    hidden = 24 - len(kept)
+    note = offline.locator("#cutoff-note")
+    assert note.is_visible()
+    expected = "1 less similar photo" if hidden == 1 else f"{hidden} less similar photos"
+    assert note.inner_text() == f"Only close matches ({percent}% similar or more): {expected} hidden."
+    # off again: every match comes back and the note goes
+    with offline.expect_response(lambda r: r.url.startswith(server + "/search"), timeout=30_000) as again:
+        offline.uncheck("#close-only")
+    assert cutoff_of(again.value.url) is None and len(again.value.json()["results"]) == 24
+    offline.wait_for_function("() => document.querySelectorAll('#results li').length === 24")
+    assert note.is_hidden()

@@ -15,6 +15,10 @@ const explainBox = document.getElementById("explain");
 const sketchHeat = document.getElementById("sketch-attention");
 const queryNote = document.getElementById("query-note");
 const warningsEl = document.getElementById("warnings");
+const closeOnly = document.getElementById("close-only");
+const minSimilarity = document.getElementById("min-similarity");
+const minSimilarityValue = document.getElementById("min-similarity-value");
+const cutoffNote = document.getElementById("cutoff-note");
 const strokes = []; // each: {width, points: [[x, y], ...]}
 let current = null;
 let debounce = null;
@@ -24,6 +28,7 @@ let uploaded = null; // the uploaded PNG: searched as it is while nothing is dra
 let background = null; // the uploaded sketch as drawn under the strokes: {image, x, y, w, h} in canvas pixels
 let sent = null; // where the image last searched lies on the canvas (explain's box is in its pixels)
 const hasQuery = () => strokes.length || uploaded;
+let rerun = null; // the last query (the sketch, or "more like" a photo), run again when the cutoff changes
 
 const pretty = (name) => name.replaceAll("_", " ");
 
@@ -115,6 +120,8 @@ function clearAll() {
   sketchHeat.hidden = true;
   queryNote.hidden = true;
   showWarnings([]);
+  showCutoff(null);
+  rerun = null;
   setStatus("");
 }
 
@@ -124,6 +131,16 @@ document.getElementById("search").addEventListener("click", () => search());
 document.getElementById("back-to-sketch").addEventListener("click", () => search());
 explainBox.addEventListener("change", () => { if (hasQuery()) search(); });
 gallerySelect.addEventListener("change", () => { label = null; if (hasQuery()) search(); });
+// "Only close matches": the server leaves out matches less similar than the slider says, and counts them.
+minSimilarity.disabled = !closeOnly.checked;
+function cutoffChanged() {
+  minSimilarity.disabled = !closeOnly.checked;
+  minSimilarityValue.textContent = `${minSimilarity.value}%`;
+  if (rerun) rerun();
+}
+closeOnly.addEventListener("change", cutoffChanged);
+minSimilarity.addEventListener("input", () => { minSimilarityValue.textContent = `${minSimilarity.value}%`; });
+minSimilarity.addEventListener("change", cutoffChanged);
 document.getElementById("upload").addEventListener("change", async (e) => {
   const file = e.target.files[0];
   e.target.value = "";
@@ -196,8 +213,19 @@ function forgetAnswer() {
   showResults([]);
   showGuesses([]);
   showWarnings([]);
+  showCutoff(null);
   sketchHeat.hidden = true;
   queryNote.hidden = true;
+}
+
+function showCutoff(body) {
+  cutoffNote.hidden = !(body && body.min_similarity !== null && body.min_similarity !== undefined);
+  if (cutoffNote.hidden) return;
+  const hidden = body.below_cutoff;
+  const percent = Math.round(body.min_similarity * 100);
+  cutoffNote.textContent = hidden
+    ? `Only close matches (${percent}% similar or more): ${hidden === 1 ? "1 less similar photo" : `${hidden} less similar photos`} hidden.`
+    : `Only close matches (${percent}% similar or more): none hidden.`;
 }
 
 // Notes the server attaches to an answer (each {code, message}), e.g. when it changed what was asked.
@@ -215,10 +243,12 @@ function baseParams() {
   const params = new URLSearchParams({ k: "24" });
   if (gallerySelect.value) params.set("gallery", gallerySelect.value);
   if (label) params.set("label", label);
+  if (closeOnly.checked) params.set("min_similarity", String(Number(minSimilarity.value) / 100));
   return params;
 }
 
 async function search() {
+  rerun = search;
   // an upload with nothing drawn on it goes as it is (the canvas shows it scaled); else the whole canvas
   const asIs = uploaded && !strokes.length ? uploaded : null;
   const blob = asIs || (await canvasBlob());
@@ -233,6 +263,7 @@ async function search() {
     showSketchHeat(body.explanation);
     showResults(body.results);
     showWarnings(body.warnings || []);
+    showCutoff(body);
     const only = body.label ? ` showing only “${pretty(body.label)}”` : "";
     setStatus(`${body.results.length} matches in gallery “${body.gallery}”${only} (${body.took_ms.toFixed(0)} ms)` + flatNote(body));
   });
@@ -240,11 +271,13 @@ async function search() {
 
 async function moreLike(match) {
   label = null;
+  rerun = () => moreLike(match);
   await request(`/search/similar/${match.image_id}?${baseParams()}`, { method: "POST" }, (body) => {
     showGuesses([]);
     sketchHeat.hidden = true;
     showResults(body.results);
     showWarnings(body.warnings || []);
+    showCutoff(body);
     queryNote.querySelector("span").textContent = `Photos like ${match.label ? pretty(match.label) : "photo"} #${match.image_id}.`;
     queryNote.hidden = !hasQuery();
     setStatus(`${body.results.length} photos like #${match.image_id} (${body.took_ms.toFixed(0)} ms)`);
