@@ -12,6 +12,7 @@ from pathlib import Path
 import faiss
 import torch
 from fastapi import FastAPI, Request, Response
+from fastapi_offline import FastAPIOffline
 
 from app.admin_service import MAX_UPLOAD_FILES
 from app.errors import install_error_handlers
@@ -33,9 +34,11 @@ from catalog.worker import Worker
 from model.checkpoint import CheckpointError
 from model.encode_batcher import EncodeBatcher
 from model.factory import Encoder
+from model.version import package_version
 
 log = logging.getLogger("app")
 STATIC = Path(__file__).resolve().parent / "static"
+DOCS_ASSETS = "/docs-assets"  # Swagger UI's and ReDoc's scripts and styles
 
 
 class StartupError(SystemExit):
@@ -103,11 +106,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     except IndexDeviceError as exc:
         raise StartupError(str(exc)) from None
     log.info(
-        "network on %s (%s); index search on %s (%s)",
+        "network on %s (%s); index search on %s (%s); FAISS %s built with %s",
         encoder.device,
         encoder.backend,
         index_device.device,
         index_device.reason,
+        faiss.__version__,
+        faiss.get_compile_options().strip(),
     )
     indexes = IndexManager(sessions, settings.index_poll_seconds, placer_for(index_device))
     indexes.start()
@@ -140,13 +145,29 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine.dispose()
 
 
+def route_label(request: Request, status: int) -> str:
+    """The ``route`` label of the request metrics: the API route's path template, or for a page or
+    asset the static mounts served, its own path. Anything else (404s above all) is "unmatched", so
+    made-up paths cannot grow the label set without bound."""
+    route = request.scope.get("route")
+    if route is not None and hasattr(route, "path"):
+        return str(route.path)
+    return request.url.path if status < 400 else "unmatched"
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    app = FastAPI(
+    # /docs loads Swagger UI from files installed with fastapi-offline, not from a CDN: the API's
+    # documentation works behind a firewall. No /redoc: ReDoc's page still fetches its logo from the
+    # internet.
+    app = FastAPIOffline(
+        redoc_url=None,
         title="Sketch search",
         description="Draw a sketch, get the gallery photos of that kind of thing (CSCAN hashing).",
-        version="0.1.0",
+        version=package_version(),
         lifespan=lifespan,
+        favicon_url="/favicon.ico",
+        static_url=DOCS_ASSETS,
     )
     app.state.settings = settings
     app.state.metrics = metrics = Metrics()
@@ -158,8 +179,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def count_requests(request: Request, call_next):
         start = time.perf_counter()
         response: Response = await call_next(request)
-        route = request.scope.get("route")
-        name = getattr(route, "path", "unmatched")
+        name = route_label(request, response.status_code)
         metrics.requests.labels(name, request.method, str(response.status_code)).inc()
         metrics.latency.labels(name).observe(time.perf_counter() - start)
         return response

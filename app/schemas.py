@@ -26,6 +26,10 @@ class ErrorResponse(BaseModel):
 class ClassGuess(BaseModel):
     label: str = Field(description="a class the model was trained on")
     probability: float = Field(description="softmax probability from the model's sketch classifier")
+    in_gallery: bool = Field(
+        description="whether the searched gallery has photos with this label; when false, label= with it "
+        "answers 422 unknown_label (or, in a gallery without labels, filters nothing)"
+    )
 
 
 class Heatmap(BaseModel):
@@ -81,10 +85,20 @@ class SearchResponse(BaseModel):
     )
     label: str | None = Field(
         description="the label the results were restricted to; null when none was asked for, or the "
-        "gallery has no labels (then nothing is filtered)"
+        "gallery has no labels (then nothing is filtered). A label that none of a labelled gallery's "
+        "photos carries is refused: 422 unknown_label"
     )
     explanation: SketchExplanation | None = Field(
         default=None, description="with explain=1: the sketch branch's spatial attention mask"
+    )
+    min_similarity: float | None = Field(
+        default=None,
+        description="the relevance cutoff asked for (min_similarity=): results hold only the matches whose "
+        "similarity reaches it; null without one",
+    )
+    below_cutoff: int = Field(
+        default=0,
+        description="how many of the k best matches the cutoff left out (0 without one)",
     )
     results: list[Match]
 

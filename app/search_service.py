@@ -22,7 +22,7 @@ from app.schemas import ClassGuess, GalleryInfo, Match, SearchResponse
 from app.state import ServiceState
 from catalog.db.models import Gallery, ImageRecord
 from catalog.errors import NotFound
-from catalog.galleries import gallery_has_labels, gallery_names, resolve_gallery
+from catalog.galleries import gallery_labels, gallery_names, resolve_gallery
 from catalog.index_store import LoadedIndex
 from catalog.ranking import Ranking, search_codes, similar_to
 from model.encode_batcher import Busy
@@ -94,46 +94,93 @@ def _served_index(state: ServiceState, gallery: str | None) -> LoadedIndex | Non
     return state.indexes.get(name) if name is not None else None
 
 
-def class_guesses(state: ServiceState, continuous: np.ndarray) -> list[ClassGuess]:
+def class_guesses(state: ServiceState, continuous: np.ndarray, labels: frozenset[str]) -> list[ClassGuess]:
+    """The model's top classes for the sketch, each saying whether the gallery has photos of it."""
     names = state.encoder.class_names
     if not names:
         return []
     probabilities = state.encoder.sketch_class_probabilities(continuous.reshape(1, -1))[0]
     top = np.argsort(-probabilities, kind="stable")[:GUESSES]
-    return [ClassGuess(label=names[i], probability=round(float(probabilities[i]), 4)) for i in top]
+    return [
+        ClassGuess(
+            label=names[i], probability=round(float(probabilities[i]), 4), in_gallery=names[i] in labels
+        )
+        for i in top
+    ]
+
+
+def labels_of(state: ServiceState, index: LoadedIndex) -> frozenset[str]:
+    """The labels of the index's gallery, read once per index version."""
+    labels = state.version_labels.get(index.version_id)
+    if labels is None:
+        with state.sessions() as session:
+            labels = gallery_labels(session, index.gallery_id)
+        state.version_labels[index.version_id] = labels
+    return labels
+
+
+LABELS_NAMED = 12  # an unknown label's error names this many of the gallery's labels
 
 
 def applicable_label(state: ServiceState, index: LoadedIndex, label: str | None) -> str | None:
-    """The label filter, unless the gallery has no labels at all (then nothing is filtered)."""
+    """The label filter: None when none was asked for or the gallery has no labels at all (then nothing
+    is filtered). A label none of a labelled gallery's photos carries is APIError 422 ``unknown_label``:
+    the filter could only answer an empty page."""
     if label is None:
         return None
-    labelled = state.labelled_versions.get(index.version_id)
-    if labelled is None:
-        with state.sessions() as session:
-            labelled = gallery_has_labels(session, index.gallery_id)
-        state.labelled_versions[index.version_id] = labelled
-    return label if labelled else None
+    labels = labels_of(state, index)
+    if not labels or label in labels:
+        return label if labels else None
+    named = ", ".join(sorted(labels)[:LABELS_NAMED])
+    more = f" and {len(labels) - LABELS_NAMED} more" if len(labels) > LABELS_NAMED else ""
+    raise APIError(
+        422,
+        "unknown_label",
+        f"no photo in gallery {index.gallery!r} is labelled {label!r}; its labels are {named}{more}",
+    )
 
 
-def _response(index: LoadedIndex, ranking: Ranking, started: float, **fields: Any) -> SearchResponse:
+def relevance_cutoff(matches: list[Match], min_similarity: float | None) -> tuple[list[Match], int]:
+    """The matches whose reported ``similarity`` reaches ``min_similarity`` (all of them for None),
+    ranked 1.. again, and how many were left out. The one place the cutoff is applied: to the very value
+    each match reports, so it keeps meaning what the answer says however similarity is defined."""
+    if min_similarity is None:
+        return matches, 0
+    kept = [m for m in matches if m.similarity >= min_similarity]
+    for n, match in enumerate(kept, start=1):
+        match.rank = n
+    return kept, len(matches) - len(kept)
+
+
+def _response(
+    index: LoadedIndex,
+    ranking: Ranking,
+    started: float,
+    min_similarity: float | None,
+    **fields: Any,
+) -> SearchResponse:
+    matches = [
+        Match(
+            rank=n,
+            image_id=r.image_id,
+            label=r.label,
+            url=f"/images/{r.image_id}",
+            thumbnail_url=f"/images/{r.image_id}/thumbnail",
+            hamming_distance=r.hamming_distance,
+            similarity=round(r.similarity(index.bits), 4),
+            distance=round(r.distance, 4),
+        )
+        for n, r in enumerate(ranking.images, start=1)
+    ]
+    kept, below = relevance_cutoff(matches, min_similarity)
     return SearchResponse(
         gallery=index.gallery,
         index_version=index.version_id,
         bits=index.bits,
         took_ms=round((time.perf_counter() - started) * 1000, 2),
-        results=[
-            Match(
-                rank=n,
-                image_id=r.image_id,
-                label=r.label,
-                url=f"/images/{r.image_id}",
-                thumbnail_url=f"/images/{r.image_id}/thumbnail",
-                hamming_distance=r.hamming_distance,
-                similarity=round(r.similarity(index.bits), 4),
-                distance=round(r.distance, 4),
-            )
-            for n, r in enumerate(ranking.images, start=1)
-        ],
+        results=kept,
+        min_similarity=min_similarity,
+        below_cutoff=below,
         **fields,
     )
 
@@ -157,6 +204,7 @@ async def search(
     k: int,
     label: str | None = None,
     explain: bool = False,
+    min_similarity: float | None = None,
 ) -> SearchResponse:
     started = time.perf_counter()
     served = _served_index(state, gallery)
@@ -164,16 +212,16 @@ async def search(
     sketch = await encode_sketch(state, data)
     codes = sketch.codes
 
-    def ranked() -> tuple[Ranking, str | None]:
+    def ranked() -> tuple[Ranking, str | None, frozenset[str]]:
+        labels = labels_of(state, index)  # a database query once per index version: off the event loop
         applied = applicable_label(state, index, label)
         ranking = search_codes(state.sessions, index, codes.packed[0], codes.continuous[0], k, applied)
         state.metrics.record_ranking(ranking)
-        return ranking, applied
+        return ranking, applied, labels
 
-    ranking, applied = await run_in_threadpool(ranked)
-    response = _response(
-        index, ranking, started, guesses=class_guesses(state, codes.continuous[0]), label=applied
-    )
+    ranking, applied, labels = await run_in_threadpool(ranked)
+    guesses = class_guesses(state, codes.continuous[0], labels)
+    response = _response(index, ranking, started, min_similarity, guesses=guesses, label=applied)
     if explain:
         await _explain(state, sketch, response)
         response.took_ms = round((time.perf_counter() - started) * 1000, 2)
@@ -197,11 +245,17 @@ def _similar(
     return index, similar_to(state.sessions, index, image_id, k, applied), applied
 
 
-async def similar(state: ServiceState, image_id: int, k: int, label: str | None = None) -> SearchResponse:
+async def similar(
+    state: ServiceState,
+    image_id: int,
+    k: int,
+    label: str | None = None,
+    min_similarity: float | None = None,
+) -> SearchResponse:
     """ "More like this": the gallery ranked by one of its photos' own code (the photo itself left out)."""
     started = time.perf_counter()
     index, ranking, applied = await run_in_threadpool(_similar, state, image_id, k, label)
-    return _response(index, ranking, started, guesses=[], label=applied)
+    return _response(index, ranking, started, min_similarity, guesses=[], label=applied)
 
 
 def public_galleries(state: ServiceState) -> list[GalleryInfo]:

@@ -17,6 +17,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Set before the app's imports, which is when both speak. FAISS's loader tries instruction-set
+    # variants this wheel does not ship (it dispatches to AVX2/AVX-512 at run time from one library) and
+    # reports each miss as "Could not load library ... ModuleNotFoundError": nothing is wrong, and the
+    # start-up line names the FAISS build instead. Alembic announces each of its plugins at INFO.
+    for quiet in ("faiss.loader", "alembic.runtime.plugins"):
+        logging.getLogger(quiet).setLevel(logging.WARNING)
     try:
         settings = load_settings()
     except SettingsError as exc:

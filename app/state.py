@@ -28,4 +28,5 @@ class ServiceState:
     worker_thread: threading.Thread | None = None
     worker_stop: threading.Event = field(default_factory=threading.Event)
     explain_slots: ExplainSlots = field(default_factory=ExplainSlots)
-    labelled_versions: dict[int, bool] = field(default_factory=dict)  # index version -> gallery has labels
+    # index version -> the labels its gallery's photos carry (read once per version: a search filters by it)
+    version_labels: dict[int, frozenset[str]] = field(default_factory=dict)

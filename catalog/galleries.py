@@ -38,7 +38,12 @@ def resolve_gallery(session: Session, name: str | None, default: str | None) -> 
     return name
 
 
-def gallery_has_labels(session: Session, gallery_id: int) -> bool:
-    """Whether any photo of the gallery has a label (a folder of class folders has; uploads have not)."""
-    query = select(ImageRecord.id).where(ImageRecord.gallery_id == gallery_id, ImageRecord.label.is_not(None))
-    return session.scalar(query.limit(1)) is not None
+def gallery_labels(session: Session, gallery_id: int) -> frozenset[str]:
+    """The labels the gallery's photos carry: a folder of class folders has one per class folder; photos
+    uploaded through the API, or lying in a source folder's root, have none. Empty for such a gallery."""
+    query = (
+        select(ImageRecord.label)
+        .where(ImageRecord.gallery_id == gallery_id, ImageRecord.label.is_not(None))
+        .distinct()
+    )
+    return frozenset(label for label in session.scalars(query) if label is not None)

@@ -45,7 +45,8 @@ class RayOptions:
     )
     batch_size: int = 32
     actors: int | None = None  # default: one per GPU, else one per CPU the cluster offers
-    max_restarts: int = 3  # an actor that dies (node lost, OOM kill) is restarted and its batch retried
+    # An actor that dies (node lost, OOM kill) is restarted and its batch retried: Ray Data's own default
+    # for actor pools, since the per-call `max_restarts` (a `ray_remote_args` entry) is deprecated.
 
 
 def ray_options(settings: Settings) -> RayOptions | None:
@@ -163,7 +164,7 @@ def encode_on_ray(
     encoded = dataset.map_batches(
         PhotoEncoderActor,
         batch_size=options.batch_size,
-        concurrency=actors,
+        compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=gpus,
         num_cpus=cpus,
         fn_constructor_kwargs={
@@ -176,8 +177,6 @@ def encode_on_ray(
             "max_pixels": settings.max_pixels,
             "threads": max(1, int(cpus)),
         },
-        max_restarts=options.max_restarts,
-        max_task_retries=options.max_restarts,
     )
     log.info("encoding %d photos on Ray: %d %s actor(s)", len(todo), actors, device.upper())
     bar = tqdm(

@@ -81,7 +81,10 @@ def test_label_filter_keeps_only_that_class(client: TestClient) -> None:
     assert [m["rank"] for m in body["results"]] == list(range(1, PER_CLASS + 1))
     distances = [m["distance"] for m in body["results"]]
     assert distances == sorted(distances)
-    assert search(client, png, "label=no_such_class")["results"] == []
+    # a label no photo carries is refused with its own code, never a silent empty page
+    r = client.post("/search?label=no_such_class", files={"file": ("s.png", png, "image/png")})
+    assert r.status_code == 422 and error_code(r) == "unknown_label"
+    assert "'no_such_class'" in r.json()["error"]["message"] and "teapot" in r.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("value", ["", "x" * 257])

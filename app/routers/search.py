@@ -11,6 +11,15 @@ from app.deps import State
 from app.schemas import DbId, GalleryInfo, SearchResponse, error_responses
 
 router = APIRouter(tags=["search"])
+MinSimilarity = Annotated[
+    float | None,
+    Query(
+        ge=0,
+        le=1,
+        description="relevance cutoff: only matches whose similarity (as each match reports it) is at "
+        "least this; below_cutoff says how many of the k best it left out",
+    ),
+]
 K = Annotated[int, Query(ge=1, le=100, description="number of matches")]
 LabelFilter = Annotated[
     str | None,
@@ -18,8 +27,9 @@ LabelFilter = Annotated[
         min_length=1,
         max_length=256,
         pattern=r"^[^\x00]+$",  # no NUL: PostgreSQL refuses it in a query parameter
-        description="only photos with this label (e.g. one of the guesses); "
-        "ignored by a gallery without labels",
+        description="only photos with this label (e.g. one of the guesses that is in_gallery); "
+        "ignored by a gallery without labels; a label no photo of a labelled gallery carries is "
+        "422 unknown_label",
     ),
 ]
 
@@ -44,8 +54,9 @@ async def search(
             "as PNG heat maps (slower; one at a time per server, else 429)"
         ),
     ] = False,
+    min_similarity: MinSimilarity = None,
 ) -> SearchResponse:
-    return await search_service.search(state, await file.read(), gallery, k, label, explain)
+    return await search_service.search(state, await file.read(), gallery, k, label, explain, min_similarity)
 
 
 @router.post(
@@ -53,9 +64,15 @@ async def search(
     response_model=SearchResponse,
     responses=error_responses(404, 409, 422, 503),
 )
-async def similar(image_id: DbId, state: State, k: K = 20, label: LabelFilter = None) -> SearchResponse:
+async def similar(
+    image_id: DbId,
+    state: State,
+    k: K = 20,
+    label: LabelFilter = None,
+    min_similarity: MinSimilarity = None,
+) -> SearchResponse:
     """ "More like this": the photo's gallery ranked by the photo's own code, the photo itself left out."""
-    return await search_service.similar(state, image_id, k, label)
+    return await search_service.similar(state, image_id, k, label, min_similarity)
 
 
 @router.get("/galleries", response_model=list[GalleryInfo])

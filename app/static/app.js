@@ -1,6 +1,7 @@
 // Search page: draw on a canvas (Pointer Events: mouse, pen or finger), search on pen-up (debounced),
 // with the model's class guesses as filter chips, "more like this" on every photo, and optional
-// attention heat maps over the sketch and the photos.
+// attention heat maps over the sketch and the photos. An uploaded PNG is laid on the canvas, scaled to
+// fit, so one sees what was searched and can draw on top of it.
 "use strict";
 
 const pad = document.getElementById("pad");
@@ -13,12 +14,21 @@ const gallerySelect = document.getElementById("gallery");
 const explainBox = document.getElementById("explain");
 const sketchHeat = document.getElementById("sketch-attention");
 const queryNote = document.getElementById("query-note");
+const warningsEl = document.getElementById("warnings");
+const closeOnly = document.getElementById("close-only");
+const minSimilarity = document.getElementById("min-similarity");
+const minSimilarityValue = document.getElementById("min-similarity-value");
+const cutoffNote = document.getElementById("cutoff-note");
 const strokes = []; // each: {width, points: [[x, y], ...]}
 let current = null;
 let debounce = null;
 let inFlight = null;
 let label = null; // the chosen "looks like" chip, or null
-let lastFile = null; // an uploaded PNG stands in for the canvas until the next stroke
+let uploaded = null; // the uploaded PNG: searched as it is while nothing is drawn on top of it
+let background = null; // the uploaded sketch as drawn under the strokes: {image, x, y, w, h} in canvas pixels
+let sent = null; // where the image last searched lies on the canvas (explain's box is in its pixels)
+const hasQuery = () => strokes.length || uploaded;
+let rerun = null; // the last query (the sketch, or "more like" a photo), run again when the cutoff changes
 
 const pretty = (name) => name.replaceAll("_", " ");
 
@@ -47,7 +57,23 @@ function drawStroke(stroke) {
 
 function redraw() {
   ctx.clearRect(0, 0, pad.width, pad.height);
+  if (background) ctx.drawImage(background.image, background.x, background.y, background.w, background.h);
   strokes.forEach(drawStroke);
+}
+
+// The uploaded sketch, scaled to fit the canvas and centred.
+function fitted(image) {
+  const scale = Math.min(pad.width / image.width, pad.height / image.height);
+  const w = image.width * scale, h = image.height * scale;
+  return { image, x: (pad.width - w) / 2, y: (pad.height - h) / 2, w, h };
+}
+
+async function loadSketch(file) {
+  try {
+    return fitted(await createImageBitmap(file));
+  } catch {
+    return null; // not an image the browser reads: the server's answer says why
+  }
 }
 
 pad.addEventListener("pointerdown", (e) => {
@@ -56,7 +82,7 @@ pad.addEventListener("pointerdown", (e) => {
   pad.setPointerCapture(e.pointerId);
   current = { width: Number(widthInput.value), points: [toCanvas(e)] };
   strokes.push(current);
-  lastFile = null;
+  if (!background) uploaded = null; // an upload the browser could not show is replaced by the drawing
   sketchHeat.hidden = true; // the drawing changes: the old attention no longer applies
   clearTimeout(debounce);
   redraw();
@@ -80,18 +106,22 @@ function undo() {
   strokes.pop();
   redraw();
   sketchHeat.hidden = true;
-  if (strokes.length) search();
+  if (hasQuery()) search();
   else clearAll();
 }
 function clearAll() {
   strokes.length = 0;
-  lastFile = null;
+  uploaded = null;
+  background = null;
   label = null;
   redraw();
   showResults([]);
   showGuesses([]);
   sketchHeat.hidden = true;
   queryNote.hidden = true;
+  showWarnings([]);
+  showCutoff(null);
+  rerun = null;
   setStatus("");
 }
 
@@ -99,18 +129,29 @@ document.getElementById("undo").addEventListener("click", undo);
 document.getElementById("clear").addEventListener("click", clearAll);
 document.getElementById("search").addEventListener("click", () => search());
 document.getElementById("back-to-sketch").addEventListener("click", () => search());
-explainBox.addEventListener("change", () => { if (strokes.length || lastFile) search(); });
-gallerySelect.addEventListener("change", () => { label = null; if (strokes.length || lastFile) search(); });
-document.getElementById("upload").addEventListener("change", (e) => {
+explainBox.addEventListener("change", () => { if (hasQuery()) search(); });
+gallerySelect.addEventListener("change", () => { label = null; if (hasQuery()) search(); });
+// "Only close matches": the server leaves out matches less similar than the slider says, and counts them.
+minSimilarity.disabled = !closeOnly.checked;
+function cutoffChanged() {
+  minSimilarity.disabled = !closeOnly.checked;
+  minSimilarityValue.textContent = `${minSimilarity.value}%`;
+  if (rerun) rerun();
+}
+closeOnly.addEventListener("change", cutoffChanged);
+minSimilarity.addEventListener("input", () => { minSimilarityValue.textContent = `${minSimilarity.value}%`; });
+minSimilarity.addEventListener("change", cutoffChanged);
+document.getElementById("upload").addEventListener("change", async (e) => {
   const file = e.target.files[0];
-  if (file) {
-    strokes.length = 0;
-    redraw();
-    lastFile = file;
-    label = null;
-    search();
-  }
   e.target.value = "";
+  if (!file) return;
+  strokes.length = 0;
+  uploaded = file;
+  label = null;
+  sketchHeat.hidden = true;
+  background = await loadSketch(file);
+  redraw();
+  search();
 });
 
 // Keyboard: Ctrl/Cmd+Z undoes a stroke, Escape clears, Enter searches (unless a control has the focus).
@@ -153,27 +194,67 @@ async function request(url, options, onOk) {
     const body = await response.json().catch(() => null);
     if (!response.ok) {
       const message = body && body.error ? body.error.message : `the server answered ${response.status}`;
+      forgetAnswer();
       setStatus(`Could not search: ${message}`, true);
-      showResults([]);
       return;
     }
     onOk(body);
   } catch (err) {
-    if (err.name !== "AbortError") setStatus(`Could not reach the server: ${err.message}`, true);
+    if (err.name === "AbortError") return; // a newer search took over
+    forgetAnswer();
+    setStatus(`Could not reach the server: ${err.message}`, true);
   }
+}
+
+// After a failed search nothing of the previous answer stays on screen: its results, chips (and the
+// chosen one), warnings and heat map belonged to another query.
+function forgetAnswer() {
+  label = null;
+  showResults([]);
+  showGuesses([]);
+  showWarnings([]);
+  showCutoff(null);
+  sketchHeat.hidden = true;
+  queryNote.hidden = true;
+}
+
+function showCutoff(body) {
+  cutoffNote.hidden = !(body && body.min_similarity !== null && body.min_similarity !== undefined);
+  if (cutoffNote.hidden) return;
+  const hidden = body.below_cutoff;
+  const percent = Math.round(body.min_similarity * 100);
+  cutoffNote.textContent = hidden
+    ? `Only close matches (${percent}% similar or more): ${hidden === 1 ? "1 less similar photo" : `${hidden} less similar photos`} hidden.`
+    : `Only close matches (${percent}% similar or more): none hidden.`;
+}
+
+// Notes the server attaches to an answer (each {code, message}), e.g. when it changed what was asked.
+function showWarnings(warnings) {
+  warningsEl.hidden = !warnings.length;
+  warningsEl.replaceChildren(...warnings.map((w) => {
+    const li = document.createElement("li");
+    li.dataset.code = w.code;
+    li.textContent = w.message;
+    return li;
+  }));
 }
 
 function baseParams() {
   const params = new URLSearchParams({ k: "24" });
   if (gallerySelect.value) params.set("gallery", gallerySelect.value);
   if (label) params.set("label", label);
+  if (closeOnly.checked) params.set("min_similarity", String(Number(minSimilarity.value) / 100));
   return params;
 }
 
 async function search() {
-  const blob = lastFile || (await canvasBlob());
+  rerun = search;
+  // an upload with nothing drawn on it goes as it is (the canvas shows it scaled); else the whole canvas
+  const asIs = uploaded && !strokes.length ? uploaded : null;
+  const blob = asIs || (await canvasBlob());
+  sent = asIs && background ? background : { x: 0, y: 0, w: pad.width, h: pad.height };
   const form = new FormData();
-  form.append("file", blob, lastFile ? lastFile.name : "sketch.png");
+  form.append("file", blob, asIs ? asIs.name : "sketch.png");
   const params = baseParams();
   if (explainBox.checked) params.set("explain", "1");
   queryNote.hidden = true;
@@ -181,6 +262,8 @@ async function search() {
     showGuesses(body.guesses, body.label);
     showSketchHeat(body.explanation);
     showResults(body.results);
+    showWarnings(body.warnings || []);
+    showCutoff(body);
     const only = body.label ? ` showing only “${pretty(body.label)}”` : "";
     setStatus(`${body.results.length} matches in gallery “${body.gallery}”${only} (${body.took_ms.toFixed(0)} ms)` + flatNote(body));
   });
@@ -188,12 +271,15 @@ async function search() {
 
 async function moreLike(match) {
   label = null;
+  rerun = () => moreLike(match);
   await request(`/search/similar/${match.image_id}?${baseParams()}`, { method: "POST" }, (body) => {
     showGuesses([]);
     sketchHeat.hidden = true;
     showResults(body.results);
+    showWarnings(body.warnings || []);
+    showCutoff(body);
     queryNote.querySelector("span").textContent = `Photos like ${match.label ? pretty(match.label) : "photo"} #${match.image_id}.`;
-    queryNote.hidden = !(strokes.length || lastFile);
+    queryNote.hidden = !hasQuery();
     setStatus(`${body.results.length} photos like #${match.image_id} (${body.took_ms.toFixed(0)} ms)`);
   });
 }
@@ -209,8 +295,16 @@ function showGuesses(guesses, applied = null) {
     chip.type = "button";
     chip.className = "chip";
     chip.dataset.label = g.label;
-    chip.setAttribute("aria-pressed", String(g.label === applied));
     chip.textContent = `${pretty(g.label)} ${(g.probability * 100).toFixed(0)}%`;
+    if (!g.in_gallery) {
+      // the model knows this kind but the gallery has no photo of it: nothing to filter to
+      chip.disabled = true;
+      chip.classList.add("none");
+      chip.append(" · none here");
+      chip.title = `The gallery has no photos of ${pretty(g.label)}`;
+      return chip;
+    }
+    chip.setAttribute("aria-pressed", String(g.label === applied));
     chip.title = g.label === applied ? "Show every kind again" : `Show only ${pretty(g.label)}`;
     chip.addEventListener("click", () => {
       label = label === g.label ? null : g.label;
@@ -238,12 +332,14 @@ function showSketchHeat(explanation) {
     sketchHeat.hidden = true;
     return;
   }
-  // the box is in the sent sketch's pixels; the canvas is shown scaled, so position in percent
+  // the box is in the sent sketch's pixels, which lie at `sent` on the canvas; the canvas is shown
+  // scaled, so position in percent of it
   const [left, top, side] = explanation.box;
-  sketchHeat.style.left = `${(100 * left) / explanation.width}%`;
-  sketchHeat.style.top = `${(100 * top) / explanation.height}%`;
-  sketchHeat.style.width = `${(100 * side) / explanation.width}%`;
-  sketchHeat.style.height = `${(100 * side) / explanation.height}%`;
+  const sx = sent.w / explanation.width, sy = sent.h / explanation.height;
+  sketchHeat.style.left = `${(100 * (sent.x + left * sx)) / pad.width}%`;
+  sketchHeat.style.top = `${(100 * (sent.y + top * sy)) / pad.height}%`;
+  sketchHeat.style.width = `${(100 * side * sx) / pad.width}%`;
+  sketchHeat.style.height = `${(100 * side * sy) / pad.height}%`;
   sketchHeat.src = explanation.png;
   sketchHeat.title = `Where the network looked in your sketch (attention ${explanation.mask_min.toFixed(2)}–${explanation.mask_max.toFixed(2)})`;
   sketchHeat.hidden = false;

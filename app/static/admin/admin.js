@@ -38,6 +38,14 @@ async function api(path, options = {}) {
   return body;
 }
 
+// A first visit says where the token comes from instead of showing empty tables.
+if (tokenInput.value) {
+  refresh();
+} else {
+  setStatus("Enter the admin token to manage galleries. `make demo` prints one when it starts; " +
+    "a deployment sets it in SKETCH_ADMIN_TOKEN.");
+}
+
 document.getElementById("token-form").addEventListener("submit", (e) => {
   e.preventDefault();
   sessionStorage.setItem("adminToken", tokenInput.value.trim());

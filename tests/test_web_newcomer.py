@@ -1,0 +1,254 @@
+"""A newcomer's first hour (issue 25) in real headless Chromium (Debian's package) driven by Playwright,
+against the real server with the committed model and real photos: the docs with the network cut off,
+chips for kinds the gallery lacks, an uploaded sketch on the canvas, and a failed search that leaves
+nothing of the previous answer behind."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import uvicorn
+from PIL import Image, ImageDraw
+
+from app.main import create_app
+from catalog.builder import GalleryBuilder
+from catalog.settings import load_settings
+from tests.helpers import CHECKPOINT, SHARED, photos_of
+from tests.postgres import free_port
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+CLASSES = ("cat", "teapot", "bicycle", "airplane", "fish")
+PER_CLASS = 12
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, sketchy: Path) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("web-newcomer")
+    source = tmp / "photos"
+    photos_of(sketchy, CLASSES, source, per_class=PER_CLASS)
+    settings = load_settings(data_dir=tmp / "data", checkpoint=CHECKPOINT, index_poll_seconds=0.5)
+    app = create_app(settings)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not getattr(app.state, "service", None) or not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.2)
+    state = app.state.service
+    GalleryBuilder(state.settings, state.sessions, state.encoder, show_progress=False).build("demo", source)
+    state.indexes.refresh()
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():  # type: ignore[no-untyped-def]
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is not installed (apt-get install chromium; 'make test' does it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def offline(browser):  # type: ignore[no-untyped-def]
+    """A page whose every request to another host than 127.0.0.1 is refused, and recorded."""
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    left: list[str] = []
+
+    def only_this_machine(route) -> None:  # type: ignore[no-untyped-def]
+        if urlsplit(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            left.append(route.request.url)
+            route.abort("internetdisconnected")
+
+    context.route("**/*", only_this_machine)
+    page = context.new_page()
+    page.left = left
+    yield page
+    context.close()
+
+
+def tu_berlin(kind: str) -> Path:
+    """A sketch drawn from memory, read in place from ../shared."""
+    return sorted((SHARED / "data" / "tu-berlin-40" / "sketch" / kind).glob("*.png"))[0]
+
+
+def test_docs_render_offline_and_nothing_leaves_the_machine(server: str, offline) -> None:  # type: ignore[no-untyped-def]
+    spec = offline.request.get(server + "/openapi.json").json()
+    operations = sum(len(methods) for methods in spec["paths"].values())
+    offline.goto(server + "/docs")
+    offline.wait_for_function(f"() => document.querySelectorAll('.opblock').length === {operations}")
+    assert "/search/similar/{image_id}" in offline.locator("#swagger-ui").inner_text()
+    offline.goto(server + "/")
+    offline.set_input_files("#upload", str(tu_berlin("cat")))
+    offline.wait_for_selector("#results li img", timeout=30_000)
+    offline.goto(server + "/admin/")
+    offline.locator("#admin-status").wait_for()
+    assert "make demo" in offline.locator("#admin-status").inner_text()  # says where the token comes from
+    assert offline.left == []
+
+
+def test_chips_mark_the_kinds_the_gallery_has_no_photos_of(server: str, offline) -> None:  # type: ignore[no-untyped-def]
+    offline.goto(server + "/")
+    offline.set_input_files(
+        "#upload", str(tu_berlin("mermaid"))
+    )  # a kind the model knows, not in the gallery
+    chips = offline.locator("#guesses .chip")
+    chips.first.wait_for(timeout=30_000)
+    shown = chips.evaluate_all(
+        "cs => cs.map(c => ({label: c.dataset.label, disabled: c.disabled, text: c.textContent}))"
+    )
+    assert len(shown) == 5
+    for chip in shown:
+        has_photos = chip["label"] in CLASSES
+        assert chip["disabled"] == (not has_photos), chip
+        assert ("none here" in chip["text"]) == (not has_photos), chip
+    assert any(c["disabled"] for c in shown), shown  # the mermaid's guesses reach past the five kinds here
+    status = offline.locator("#status").inner_text()
+    chips.filter(has_text="none here").first.click(force=True)  # a disabled chip searches nothing
+    time.sleep(0.5)
+    assert offline.locator("#status").inner_text() == status and offline.evaluate("label") is None
+
+
+def sketch_file(tmp_path: Path) -> Path:
+    """A wide PNG (black ring on white): on the square canvas it must be centred with bands above and
+    below."""
+    image = Image.new("RGB", (400, 200), "white")
+    ImageDraw.Draw(image).ellipse((150, 50, 250, 150), outline="black", width=8)
+    path = tmp_path / "ring.png"
+    image.save(path)
+    return path
+
+
+def canvas_alpha_and_ink(page, x: int, y: int) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """The canvas pixel at (x, y) in its own 512x512 pixels: (alpha, darkness 0..255)."""
+    rgba = page.evaluate(f"Array.from(pad.getContext('2d').getImageData({x}, {y}, 1, 1).data)")
+    return rgba[3], 255 - min(rgba[:3])
+
+
+def test_an_uploaded_sketch_lands_on_the_canvas_and_can_be_drawn_on(
+    server: str, offline, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    offline.goto(server + "/")
+    with offline.expect_request(lambda r: r.url.startswith(server + "/search")) as first:
+        offline.set_input_files("#upload", str(sketch_file(tmp_path)))
+    assert b'filename="ring.png"' in first.value.post_data_buffer  # the file itself is searched
+    offline.wait_for_selector("#results li", timeout=30_000)
+    # 400x200 scaled to fit 512 wide: 512x256, centred, so rows 128..383; the ring's left edge is at
+    # x = 150 * 1.28 = 192 on the middle row
+    assert canvas_alpha_and_ink(offline, 256, 60)[0] == 0  # above the sketch: the canvas' own blank
+    assert canvas_alpha_and_ink(offline, 256, 200)[0] == 255  # inside the sketch's white paper
+    assert canvas_alpha_and_ink(offline, 195, 256) == (255, 255)  # the ring's stroke, black
+    assert canvas_alpha_and_ink(offline, 256, 256) == (255, 0)  # the ring's inside, white
+    # a stroke on top: the next search sends the canvas, sketch and stroke together
+    box = offline.locator("#pad").bounding_box()
+    scale = box["width"] / 512
+    with offline.expect_request(lambda r: r.url.startswith(server + "/search"), timeout=30_000) as second:
+        offline.mouse.move(box["x"] + 230 * scale, box["y"] + 256 * scale)
+        offline.mouse.down()
+        offline.mouse.move(box["x"] + 290 * scale, box["y"] + 256 * scale, steps=5)
+        offline.mouse.up()
+    assert b'filename="sketch.png"' in second.value.post_data_buffer
+    sent = Image.open(io.BytesIO(multipart_file(second.value.post_data_buffer))).convert("RGBA")
+    assert sent.size == (512, 512)
+    assert sent.getpixel((195, 256)) == (0, 0, 0, 255)  # the uploaded ring, still there
+    assert sent.getpixel((260, 256))[:3] == (0, 0, 0)  # the new stroke across the ring's inside
+    assert sent.getpixel((256, 60))[3] == 0  # the bands outside the sketch stay transparent
+    offline.wait_for_function("() => document.querySelector('#status').textContent.includes('matches')")
+    with offline.expect_request(lambda r: r.url.startswith(server + "/search")) as third:
+        offline.keyboard.press("Control+z")  # undo the stroke: the upload alone is searched again, as it is
+    assert b'filename="ring.png"' in third.value.post_data_buffer
+    assert canvas_alpha_and_ink(offline, 195, 256) == (255, 255) and offline.evaluate("strokes.length") == 0
+
+
+def multipart_file(body: bytes) -> bytes:
+    """The file part's bytes of a one-file multipart body."""
+    head_end = body.index(b"\r\n\r\n") + 4
+    boundary = body[: body.index(b"\r\n")]
+    return body[head_end : body.index(b"\r\n" + boundary, head_end)]
+
+
+def test_a_failed_search_leaves_nothing_of_the_previous_answer(server: str, offline, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    offline.goto(server + "/")
+    offline.set_input_files("#upload", str(tu_berlin("cat")))
+    chip = offline.locator("#guesses .chip:not([disabled])").first
+    chip.wait_for(timeout=30_000)
+    chip.click()
+    offline.wait_for_function("() => document.querySelector('#status').textContent.includes('showing only')")
+    assert offline.locator("#guesses .chip[aria-pressed=true]").count() == 1
+    # a JPEG under a .png name: the server refuses it
+    photo = sorted((SHARED / "data" / "sketchy-subset" / "photo" / "tx_000000000000" / "cat").glob("*.jpg"))[
+        0
+    ]
+    fake = tmp_path / "photo.png"
+    fake.write_bytes(photo.read_bytes())
+    offline.set_input_files("#upload", str(fake))
+    offline.locator("#status.error").wait_for(timeout=30_000)
+    assert "the sketch must be a PNG image" in offline.locator("#status").inner_text()
+    assert offline.locator("#results li").count() == 0
+    assert offline.locator("#guesses .chip").count() == 0
+    assert offline.evaluate("label") is None  # the old chip's filter does not ride along on the next search
+    assert offline.locator("#warnings li").count() == 0
+
+
+def cutoff_of(url: str) -> float | None:
+    """The min_similarity a request asked for, if any."""
+    values = parse_qs(urlsplit(url).query).get("min_similarity")
+    return float(values[0]) if values else None
+
+
+def test_only_close_matches_says_how_many_it_hid(server: str, offline) -> None:  # type: ignore[no-untyped-def]
+    offline.goto(server + "/")
+    with offline.expect_response(lambda r: r.url.startswith(server + "/search")) as first:
+        offline.set_input_files("#upload", str(tu_berlin("cat")))
+    every = first.value.json()["results"]
+    offline.wait_for_selector("#results li", timeout=30_000)
+    assert offline.locator("#cutoff-note").is_hidden() and len(every) == 24
+    # a cutoff between the answer's own similarities, so that some photos stay and some go
+    percents = sorted({round(m["similarity"] * 100) for m in every})
+    assert len(percents) > 1, percents
+    percent = percents[len(percents) // 2]
+    with offline.expect_response(lambda r: cutoff_of(r.url) == 0.85, timeout=30_000):
+        offline.check("#close-only")  # on, at the slider's default
+    with offline.expect_response(lambda r: cutoff_of(r.url) == percent / 100, timeout=30_000) as cut:
+        offline.locator("#min-similarity").fill(str(percent))
+    body = cut.value.json()
+    assert body["min_similarity"] == percent / 100
+    kept = [m["image_id"] for m in every if m["similarity"] >= percent / 100]
+    assert [m["image_id"] for m in body["results"]] == kept and 0 < len(kept) < 24
+    offline.wait_for_function(f"() => document.querySelectorAll('#results li').length === {len(kept)}")
+    hidden = 24 - len(kept)
+    note = offline.locator("#cutoff-note")
+    assert note.is_visible()
+    expected = "1 less similar photo" if hidden == 1 else f"{hidden} less similar photos"
+    assert note.inner_text() == f"Only close matches ({percent}% similar or more): {expected} hidden."
+    # off again: every match comes back and the note goes
+    with offline.expect_response(lambda r: r.url.startswith(server + "/search"), timeout=30_000) as again:
+        offline.uncheck("#close-only")
+    assert cutoff_of(again.value.url) is None and len(again.value.json()["results"]) == 24
+    offline.wait_for_function("() => document.querySelectorAll('#results li').length === 24")
+    assert note.is_hidden()
