@@ -73,7 +73,7 @@ def image_record(state: ServiceState, image_id: int) -> ImageRecord:
 def thumbnail_path(state: ServiceState, record: ImageRecord) -> Path:
     """A JPEG thumbnail cached by content hash and size; made on first request from verified bytes."""
     size = state.settings.thumbnail_size
-    path = state.settings.data_dir / "cache" / "thumbs" / f"{record.sha256}-{size}.jpg"
+    path = state.settings.thumb_cache / f"{record.sha256}-{size}.jpg"
     if path.exists():
         return path
     try:

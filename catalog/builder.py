@@ -53,7 +53,7 @@ class BuildReport:
 
 
 def gallery_dir(settings: Settings, name: str) -> Path:
-    return settings.data_dir / "indexes" / hashlib.sha1(name.encode()).hexdigest()[:12]
+    return settings.index_root / hashlib.sha1(name.encode()).hexdigest()[:12]
 
 
 ProgressFn = Callable[[int, int], None]
@@ -78,7 +78,7 @@ class GalleryBuilder:
         self.index_type = index_type
         self.show_progress = show_progress
         self.ray = ray  # encode on a Ray cluster instead of in this process
-        self.codes = CodeCache(settings.data_dir / "cache" / "codes", encoder.checksum, encoder.bits // 8)
+        self.codes = CodeCache(settings.code_cache, encoder.checksum, encoder.bits // 8)
         self.edges = EdgeCache(settings.edge_cache, encoder.edges) if encoder.edges else None
 
     # -- steps -------------------------------------------------------------------------------------------
@@ -315,7 +315,7 @@ class GalleryBuilder:
         source: Path | None = None,
         progress: ProgressFn | None = None,
     ) -> BuildReport:
-        lock_dir = self.settings.data_dir / "locks"
+        lock_dir = self.settings.lock_dir
         with gallery_lock(lock_dir, gallery_name):
             report = BuildReport(gallery_name)
             gallery = self._gallery(gallery_name, source.resolve() if source else None)

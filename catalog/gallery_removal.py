@@ -31,7 +31,7 @@ def delete_gallery(settings: Settings, sessions: sessionmaker[Session], name: st
     """Delete the gallery ``name``; returns how many photo rows went with it. NotFound, or Conflict
     while a build of it runs."""
     try:
-        with gallery_lock(settings.data_dir / "locks", name):
+        with gallery_lock(settings.lock_dir, name):
             return _delete_locked(settings, sessions, name)
     except BuildLocked:
         raise _busy(name) from None
@@ -45,7 +45,7 @@ def _busy(name: str) -> Conflict:
 
 def _delete_locked(settings: Settings, sessions: sessionmaker[Session], name: str) -> int:
     folder = gallery_dir(settings, name)
-    trash = settings.data_dir / "trash" / f"{folder.name}-{uuid.uuid4().hex[:8]}"
+    trash = settings.trash_dir / f"{folder.name}-{uuid.uuid4().hex[:8]}"
     moved = False
     try:
         with sessions.begin() as session:

@@ -60,10 +60,36 @@ class Settings(BaseSettings):
             raise ValueError("must be a sqlite:// or postgresql:// URL")
         return value
 
+    # The data directory's layout: every folder under it is named here and nowhere else.
     @property
     def upload_dir(self) -> Path:
         """Uploaded photos, stored by content hash (shared by galleries holding the same photo)."""
         return self.data_dir / "uploads"
+
+    @property
+    def index_root(self) -> Path:
+        """Index versions, one folder per gallery (catalog.builder.index_dir)."""
+        return self.data_dir / "indexes"
+
+    @property
+    def lock_dir(self) -> Path:
+        """Per-gallery build locks (catalog.locks)."""
+        return self.data_dir / "locks"
+
+    @property
+    def trash_dir(self) -> Path:
+        """Index folders of deleted galleries, moved aside until the deletion is committed."""
+        return self.data_dir / "trash"
+
+    @property
+    def code_cache(self) -> Path:
+        """Photo codes by content hash and model checksum: incremental builds."""
+        return self.data_dir / "cache" / "codes"
+
+    @property
+    def thumb_cache(self) -> Path:
+        """Thumbnails by content hash and size."""
+        return self.data_dir / "cache" / "thumbs"
 
     @property
     def edge_cache(self) -> Path:

@@ -133,7 +133,7 @@ def test_second_build_of_a_gallery_is_refused_while_one_runs(
     photos_of(sketchy, ("cat",), source, per_class=3)
     settings, sessions = setup_env(tmp_path, tiny_checkpoint)
     builder = builder_for(settings, sessions, tiny_checkpoint)
-    with gallery_lock(settings.data_dir / "locks", "g"), pytest.raises(BuildLocked):
+    with gallery_lock(settings.lock_dir, "g"), pytest.raises(BuildLocked):
         builder.build("g", source)
     assert builder.build("other", source).count == 3  # other galleries are not blocked
     assert builder.build("g", source).count == 3  # and the lock is gone with its holder
@@ -157,7 +157,7 @@ def test_killed_build_keeps_active_version_and_resumes(
     env.pop("SKETCH_DATABASE_URL", None)
     cmd = [sys.executable, "-m", "indexer.cli", "build", "--gallery", "g", "--batch-size", "4"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    cache = settings.data_dir / "cache" / "codes"
+    cache = settings.code_cache
     deadline = time.monotonic() + 120
     while sum(1 for _ in cache.rglob("*.bin")) < 10 + 12 and time.monotonic() < deadline:
         time.sleep(0.05)

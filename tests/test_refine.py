@@ -305,7 +305,7 @@ def test_delete_gallery(deletable: tuple[TestClient, Path], sketchy: Path) -> No
 def test_delete_refused_while_a_build_runs(deletable: tuple[TestClient, Path]) -> None:
     client, _ = deletable
     state = client.app.state.service  # type: ignore[attr-defined]
-    with gallery_lock(state.settings.data_dir / "locks", "doomed"):
+    with gallery_lock(state.settings.lock_dir, "doomed"):
         r = client.delete("/admin/galleries/doomed", headers=AUTH)
     assert r.status_code == 409 and error_code(r) == "gallery_busy"
     assert (
