@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from catalog.settings import Settings
-from model.factory import Encoder, load_encoder
+from model.encoding import ImageEncoder
+from model.loader import load_encoder
 
 
-def encoder_for(settings: Settings) -> Encoder:
-    """Raises CheckpointError for a bad checkpoint file, RuntimeError for an impossible device/backend."""
+def encoder_for(settings: Settings) -> ImageEncoder:
+    """Raises CheckpointError for a bad checkpoint file, RuntimeError for an impossible device/backend
+    (TorchRequired where PyTorch is not installed and the checkpoint or the settings need it)."""
     return load_encoder(
         settings.checkpoint,
         settings.device,

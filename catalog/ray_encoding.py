@@ -31,8 +31,9 @@ from tqdm import tqdm
 from catalog.scan import Candidate
 from catalog.settings import Settings
 from model.checkpoint import file_checksum
-from model.factory import Encoder, load_encoder
+from model.encoding import ImageEncoder
 from model.imageio import ImageRejected, decode_image
+from model.loader import configure_threads, load_encoder
 
 log = logging.getLogger(__name__)
 LOCAL = "local"  # start (or join) a Ray instance on this machine
@@ -68,9 +69,8 @@ class PhotoEncoderActor:
         threads: int,
     ) -> None:
         import ray
-        import torch
 
-        torch.set_num_threads(threads)
+        configure_threads(threads)
         data: bytes = ray.get(checkpoint) if isinstance(checkpoint, ray.ObjectRef) else checkpoint
         folder = Path(tempfile.mkdtemp(prefix="sketch-ray-"))
         path = folder / "checkpoint.safetensors"
@@ -128,7 +128,7 @@ def _pool(options: RayOptions, settings: Settings) -> tuple[int, float, float]:
 def encode_on_ray(
     todo: list[Candidate],
     settings: Settings,
-    encoder: Encoder,
+    encoder: ImageEncoder,
     options: RayOptions,
     accept: Callable[[str, np.ndarray], None],
     failed: list[dict[str, str]],
