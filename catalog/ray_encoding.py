@@ -34,6 +34,7 @@ from model.checkpoint import file_checksum
 from model.encoding import ImageEncoder
 from model.imageio import ImageRejected, decode_image
 from model.loader import configure_threads, load_encoder
+from model.onnx_runtime import graph_path
 
 log = logging.getLogger(__name__)
 LOCAL = "local"  # start (or join) a Ray instance on this machine
@@ -76,7 +77,8 @@ class PhotoEncoderActor:
         path = folder / "checkpoint.safetensors"
         path.write_bytes(data)
         cache = Path(onnx_cache)
-        if not os.access(cache if cache.exists() else cache.parent, os.W_OK):
+        shipped = graph_path(cache, checksum, "photo").is_file()  # e.g. the CPU image's, read-only
+        if not shipped and not os.access(cache if cache.exists() else cache.parent, os.W_OK):
             cache = folder / "onnx"  # a node that cannot write the shared cache exports its own copy
         self.encoder = load_encoder(path, device, edge_weights, backend, cache)
         if self.encoder.checksum != checksum:

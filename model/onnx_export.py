@@ -118,5 +118,6 @@ def export_graphs(model: CSCAN, checksum: str, folder: Path, masks: bool = False
         if not path.exists():
             log.info("exporting the %s graph to ONNX (once per checkpoint): %s", name, path)
             _export(*modules[name], path)
+            path.chmod(0o644)  # read by other users too: a serving image runs as a non-root user
         written.append(path)
     return written

@@ -10,11 +10,17 @@ them. Nothing here imports torch.
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# ONNX Runtime (1.32 on Linux) otherwise records usage telemetry with a device id under ~/.cache and
+# tries to upload it; a search service has no business doing either. Only the variable works, and only
+# when set before onnxruntime is first imported, which every caller does through this module.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 OPSET = 17
 BRANCHES = ("sketch", "photo")  # what encoding needs

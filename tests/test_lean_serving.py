@@ -4,6 +4,7 @@ indexer run in processes where ``import torch`` fails, saying clearly what needs
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -26,8 +27,18 @@ from model.onnx_runtime import graph_path
 from tests.helpers import AUTH, CHECKPOINT, REPO, TOKEN, make_client, photos_of
 from tests.postgres import free_port
 
+
+def training_only_modules() -> list[str]:
+    """The modules of the packages the CPU image leaves out (scripts/requirements.py)."""
+    spec = importlib.util.spec_from_file_location("requirements", REPO / "scripts" / "requirements.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return sorted(module.TRAINING_ONLY.values())
+
+
 # What the CPU image lacks, simulated: these imports fail in the child process as they do in the image.
-NO_TORCH = "import sys; sys.modules.update(dict.fromkeys(('torch', 'torchvision'), None)); "
+NO_TORCH = f"import sys; sys.modules.update(dict.fromkeys({training_only_modules()!r}, None)); "
 TORCH_MODULES = (
     "[m for m, v in sys.modules.items() if v is not None and m.split('.')[0] in ('torch', 'torchvision')]"
 )
@@ -128,6 +139,8 @@ def test_export_onnx_writes_checked_graphs_and_prunes_other_checkpoints(
     names = ("sketch", "photo", "sketch-mask", "photo-mask")
     assert sorted(folder.glob("*.onnx")) == sorted(graph_path(folder, checksum, n) for n in names)
     assert "4 graphs" in result.stdout and "checked" in result.stdout and not stale.exists()
+    # readable by the serving image's non-root user (atomic writes create owner-only files)
+    assert all(path.stat().st_mode & 0o777 == 0o644 for path in folder.glob("*.onnx"))
 
 
 def run_without_torch(code: str, env: dict[str, str], **kwargs) -> subprocess.Popen:  # type: ignore[no-untyped-def, type-arg]
@@ -254,3 +267,24 @@ def test_the_indexer_without_pytorch_builds_and_refuses_training_clearly(
         refused = indexer(command, "--epochs", "1")
         assert refused.returncode == 2
         assert f"'indexer {command}' needs PyTorch" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_onnx_runtime_records_no_telemetry(tmp_path: Path, exported: Path) -> None:
+    """ONNX Runtime 1.32 writes a device id and a telemetry database under ~/.cache (and /tmp/.ses)
+    unless ORT_DISABLE_TELEMETRY is set before it is imported; model.onnx_runtime sets it."""
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    code = (
+        "from model.onnx_runtime import OnnxBranches; from tests.helpers import CHECKPOINT; "
+        "from model.checkpoint import file_checksum; "
+        f"OnnxBranches(__import__('pathlib').Path({str(exported)!r}), file_checksum(CHECKPOINT), True, 1)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert not (home / ".cache" / "Microsoft").exists()
