@@ -212,6 +212,21 @@ logs_contain() { # logs_contain PROJECT SERVICE TEXT [FILES...]
   grep -qF "$3" <<<"$logs"
 }
 down_up() { compose "$BASE" down && compose "$BASE" up -d --no-build; }
+ray_store_in_shm() {
+  local logs
+  logs=$(compose "$RAYP" "${RAYFILES[@]}" logs ray-head ray-worker worker 2>&1)
+  ! grep -qF "object store is using /tmp" <<<"$logs"
+}
+none_unhealthy() { # none_unhealthy PROJECT [FILES...]
+  local id bad=0
+  for id in $(compose "$1" "${@:2}" ps -q); do
+    if [ "$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$id")" = unhealthy ]; then
+      note "unhealthy: $(docker inspect -f '{{.Name}}' "$id")"
+      bad=1
+    fi
+  done
+  return "$bad"
+}
 
 # -- the base stack ---------------------------------------------------------------------------------
 echo "docker-compose.yml (project $BASE, API on 127.0.0.1:$PORT, $PHOTOS photos of ${CLASSES[*]})"
@@ -247,6 +262,7 @@ sketch=$(find "$SKETCHY/sketch/tx_000000000000/cat" -name '*.png' | sort | head 
 explained=$(curl -sf -X POST "$API/search?k=3&gallery=demo&explain=1" -F "file=@$sketch;type=image/png" |
   json "sum(r['attention'] is not None for r in data['results']) + (data['explanation'] is not None)")
 check "explain=1 draws the attention heat maps without PyTorch" test "${explained:-0}" = 4
+check "no container is unhealthy (the worker has no HTTP health check)" none_unhealthy "$BASE"
 check "api wrote nothing outside its volumes" writes_only_volumes api
 check "worker wrote nothing outside its volumes" writes_only_volumes worker
 note "api resident memory after indexing and $((${#CLASSES[@]} + 1)) searches: $(rss_mb "$BASE") MB"
@@ -287,6 +303,7 @@ for _ in $(seq 30); do # the Ray worker's CPUs join the cluster (the head and th
   sleep 2
 done
 check "the Ray cluster has the worker's CPUs ($cpus)" test "${cpus:-0}" -gt 0 2>/dev/null
+check "Ray's object store fits in /dev/shm (no fallback to /tmp)" ray_store_in_shm
 t=$(date +%s)
 job=$(register_and_reindex)
 result=$(wait_job "$job")
@@ -298,5 +315,6 @@ wait_ready
 search_all "$WORK/ray.txt"
 for c in "${CLASSES[@]}"; do check "search after the Ray reindex: a $c sketch finds ${c}s" right_class "$WORK/ray.txt" "$c"; done
 check "same results as the index built without Ray" cmp -s "$WORK/before.txt" "$WORK/ray.txt"
+check "no container is unhealthy (Ray stack)" none_unhealthy "$RAYP" "${RAYFILES[@]}"
 check "docker compose down -v (Ray stack)" quiet compose "$RAYP" "${RAYFILES[@]}" down -v
 finish
