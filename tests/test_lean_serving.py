@@ -45,9 +45,10 @@ TORCH_MODULES = (
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The committed checkpoint's graphs, both branches and the attention masks, as `make onnx` ships them."""
-    folder = tmp_path_factory.mktemp("graphs")
+def exported(shared_onnx_cache: None) -> Path:
+    """The committed checkpoint's graphs, both branches and the attention masks, as `make onnx` ships them
+    (in the session's ONNX cache: the branches other tests exported are reused, and the other way round)."""
+    folder = Path(os.environ["SKETCH_ONNX_CACHE_DIR"])
     model = build_model(load_checkpoint(CHECKPOINT)).eval()
     export_graphs(model, file_checksum(CHECKPOINT), folder, masks=True)
     return folder
