@@ -10,7 +10,9 @@ GALLERY_NAME ?= demo
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup system-deps demo test lint serve
+ONNX_DIR := build/onnx
+
+.PHONY: setup system-deps demo test lint serve onnx compose-test
 
 setup: $(VENV)/.installed
 
@@ -75,3 +77,13 @@ lint: setup
 test: setup system-deps lint
 	scripts/fetch-test-assets.sh
 	$(BIN)/python -m pytest -q
+
+# The ONNX graphs of the checkpoint present now, for the CPU Docker image without PyTorch
+# (ONNX_SOURCE=context); other checkpoints' graphs are removed from the folder.
+onnx: setup
+	$(BIN)/indexer export-onnx --checkpoint checkpoints/cscan-sketchy-64.safetensors --out $(ONNX_DIR) --prune
+
+# docker compose up for real: builds the images, starts the stacks, indexes and searches real photos
+# (scripts/compose-test.sh; run by .ci/run after `make test`).
+compose-test: onnx
+	scripts/compose-test.sh

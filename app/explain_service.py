@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 
 import numpy as np
-import torch
 from PIL import Image
 from sqlalchemy import select
 
@@ -43,7 +42,7 @@ def no_attention() -> APIError:
     )
 
 
-def explain_sketch(state: ServiceState, image: Image.Image, prepared: torch.Tensor) -> SketchExplanation:
+def explain_sketch(state: ServiceState, image: Image.Image, prepared: np.ndarray) -> SketchExplanation:
     masks = state.encoder.sketch_attention(prepared)
     if masks is None:
         raise no_attention()

@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import faiss
-import torch
 from fastapi import FastAPI, Request, Response
 from fastapi_offline import FastAPIOffline
 
@@ -33,7 +32,8 @@ from catalog.settings import Settings, get_settings
 from catalog.worker import Worker
 from model.checkpoint import CheckpointError
 from model.encode_batcher import EncodeBatcher
-from model.factory import Encoder
+from model.encoding import ImageEncoder
+from model.loader import configure_threads
 from model.version import package_version
 
 log = logging.getLogger("app")
@@ -59,7 +59,7 @@ def prepare_database(settings: Settings):
     return engine
 
 
-def warm_up(encoder: Encoder) -> None:
+def warm_up(encoder: ImageEncoder) -> None:
     """One encode at start-up so the first search does not pay for lazy initialisation."""
     from PIL import Image, ImageDraw
 
@@ -88,7 +88,7 @@ def start_embedded_worker(state: ServiceState) -> threading.Thread:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    torch.set_num_threads(settings.torch_threads)
+    configure_threads(settings.torch_threads)
     faiss.omp_set_num_threads(1)  # one query at a time: FAISS threads would only fight torch's
     engine = prepare_database(settings)
     sessions = make_session_factory(engine)

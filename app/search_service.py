@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
@@ -26,7 +25,7 @@ from catalog.galleries import gallery_labels, gallery_names, resolve_gallery
 from catalog.index_store import LoadedIndex
 from catalog.ranking import Ranking, search_codes, similar_to
 from model.encode_batcher import Busy
-from model.factory import Codes
+from model.encoding import Codes
 from model.imageio import ImageRejected, decode_image, is_png
 from model.preprocessing import BlankSketchError
 
@@ -62,7 +61,7 @@ def _index_for(state: ServiceState, gallery: str | None) -> LoadedIndex:
 class EncodedSketch:
     codes: Codes
     image: Image.Image  # as decoded: explain lays the attention map back over it
-    prepared: torch.Tensor
+    prepared: np.ndarray  # the network's input, (1, 3, S, S)
 
 
 async def encode_sketch(state: ServiceState, data: bytes) -> EncodedSketch:

@@ -13,7 +13,7 @@ from app.metrics import Metrics
 from catalog.live_indexes import IndexManager
 from catalog.settings import Settings
 from model.encode_batcher import EncodeBatcher
-from model.factory import Encoder
+from model.encoding import ImageEncoder
 
 
 @dataclass
@@ -21,7 +21,7 @@ class ServiceState:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
-    encoder: Encoder
+    encoder: ImageEncoder
     indexes: IndexManager
     batcher: EncodeBatcher
     metrics: Metrics

@@ -50,7 +50,7 @@ def measure(encoder, sketches: list[Image.Image], repeats: int) -> dict:  # type
 
 def other_variants(encoder, sketches: list[Image.Image], repeats: int) -> list[dict]:  # type: ignore[no-untyped-def]
     """What else the ecosystem offers for CPU inference of a small CNN, at batch 1 on the same sketch."""
-    one = encoder.prepare_sketches(sketches[:1])
+    one = torch.from_numpy(encoder.prepare_sketches(sketches[:1]))  # prepared inputs are NumPy arrays
     model = encoder.model
     rows = []
     with torch.inference_mode():

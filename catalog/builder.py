@@ -31,7 +31,7 @@ from catalog.ray_encoding import RayOptions, encode_on_ray
 from catalog.scan import Candidate, scan_source
 from catalog.settings import Settings
 from model.edges.cache import EdgeCache
-from model.factory import Encoder
+from model.encoding import ImageEncoder
 from model.imageio import ImageRejected, decode_image, read_size
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class GalleryBuilder:
         self,
         settings: Settings,
         sessions: sessionmaker[Session],
-        encoder: Encoder,
+        encoder: ImageEncoder,
         batch_size: int | None = None,
         index_type: IndexType = IndexType.FLAT,
         show_progress: bool = True,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from catalog.settings import Settings
-from model.factory import DeviceUnavailable, Encoder, load_encoder
+from model.encoding import DeviceUnavailable, ImageEncoder
+from model.loader import load_encoder
 
 
-def encoder_for(settings: Settings) -> Encoder:
+def encoder_for(settings: Settings) -> ImageEncoder:
     """Raises CheckpointError for a bad checkpoint file, RuntimeError for an impossible device/backend
-    (naming the setting)."""
+    (naming the setting; TorchRequired where PyTorch is not installed and the checkpoint or the settings
+    need it)."""
     try:
         return load_encoder(
             settings.checkpoint,

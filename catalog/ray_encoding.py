@@ -31,8 +31,10 @@ from tqdm import tqdm
 from catalog.scan import Candidate
 from catalog.settings import Settings
 from model.checkpoint import file_checksum
-from model.factory import Encoder, load_encoder
+from model.encoding import ImageEncoder
 from model.imageio import ImageRejected, decode_image
+from model.loader import configure_threads, load_encoder
+from model.onnx_runtime import graph_path
 
 log = logging.getLogger(__name__)
 LOCAL = "local"  # start (or join) a Ray instance on this machine
@@ -69,15 +71,15 @@ class PhotoEncoderActor:
         threads: int,
     ) -> None:
         import ray
-        import torch
 
-        torch.set_num_threads(threads)
+        configure_threads(threads)
         data: bytes = ray.get(checkpoint) if isinstance(checkpoint, ray.ObjectRef) else checkpoint
         folder = Path(tempfile.mkdtemp(prefix="sketch-ray-"))
         path = folder / "checkpoint.safetensors"
         path.write_bytes(data)
         cache = Path(onnx_cache)
-        if not os.access(cache if cache.exists() else cache.parent, os.W_OK):
+        shipped = graph_path(cache, checksum, "photo").is_file()  # e.g. the CPU image's, read-only
+        if not shipped and not os.access(cache if cache.exists() else cache.parent, os.W_OK):
             cache = folder / "onnx"  # a node that cannot write the shared cache exports its own copy
         self.encoder = load_encoder(path, device, edge_weights, backend, cache)
         if self.encoder.checksum != checksum:
@@ -129,7 +131,7 @@ def _pool(options: RayOptions, settings: Settings) -> tuple[int, float, float]:
 def encode_on_ray(
     todo: list[Candidate],
     settings: Settings,
-    encoder: Encoder,
+    encoder: ImageEncoder,
     options: RayOptions,
     accept: Callable[[str, np.ndarray], None],
     failed: list[dict[str, str]],

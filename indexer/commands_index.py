@@ -21,7 +21,7 @@ from catalog.ray_encoding import RayOptions, ray_options
 from catalog.settings import Settings, get_settings
 from catalog.worker import Worker
 from model.checkpoint import CheckpointError
-from model.factory import Encoder
+from model.encoding import ImageEncoder
 from model.imageio import ImageRejected, decode_image
 from model.preprocessing import BlankSketchError
 
@@ -34,7 +34,7 @@ def _sessions(settings: Settings):
     return make_session_factory(engine)
 
 
-def _encoder(settings: Settings) -> Encoder:
+def _encoder(settings: Settings) -> ImageEncoder:
     try:
         return encoder_for(settings)
     except (CheckpointError, RuntimeError) as exc:

@@ -18,9 +18,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import torch
+import numpy as np
 
-from model.factory import Codes
+from model.encoding import Codes
 
 
 class Busy(Exception):
@@ -29,7 +29,7 @@ class Busy(Exception):
 
 @dataclass
 class _Request:
-    batch: torch.Tensor
+    batch: np.ndarray
     future: asyncio.Future[Codes]
     loop: asyncio.AbstractEventLoop
 
@@ -46,7 +46,7 @@ def _resolve(future: asyncio.Future[Codes], result: Codes | None, error: BaseExc
 class EncodeBatcher:
     def __init__(
         self,
-        encode_batch: Callable[[torch.Tensor], Codes],
+        encode_batch: Callable[[np.ndarray], Codes],
         max_batch: int,
         max_pending: int,
         preprocess_threads: int,
@@ -67,7 +67,7 @@ class EncodeBatcher:
     def pending(self) -> int:
         return self._pending
 
-    async def encode(self, prepare: Callable[[], torch.Tensor]) -> Codes:
+    async def encode(self, prepare: Callable[[], np.ndarray]) -> Codes:
         """Codes (one row per image) for the batch ``prepare`` returns; its errors reach the caller."""
         with self._lock:
             if self._pending >= self.max_pending:
@@ -104,7 +104,7 @@ class EncodeBatcher:
         while (requests := self._take()) is not None:
             started = time.perf_counter()
             try:
-                codes = self.encode_batch(torch.cat([r.batch for r in requests]))
+                codes = self.encode_batch(np.concatenate([r.batch for r in requests]))
                 error = None
             except Exception as exc:  # every request of the batch gets the error; the thread lives on
                 codes, error = None, exc

@@ -8,12 +8,15 @@ extra model. Only the low-level stages run, so explaining costs a fraction of an
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
-from model.cscan import CSCAN
+if TYPE_CHECKING:  # the heat maps need no PyTorch (serving image); the masks of a torch model do
+    import torch
+
+    from model.cscan import CSCAN
 
 # A mask is drawn stretched over at least this span of attention values, so a nearly flat mask (the
 # committed model's are flat to 1e-3) comes out as the even tint it is, not as amplified noise.
@@ -24,19 +27,23 @@ HEATMAP_SIDE = 48  # px of the longer side: the page scales it up smoothly; a fe
 RAMP = np.array([[40, 60, 200], [220, 40, 40], [255, 220, 40]], dtype=np.float32)
 
 
-@torch.inference_mode()
 def sketch_attention(model: CSCAN, sketches: torch.Tensor) -> np.ndarray | None:
     """(N, h, w) masks in (0, 1) for preprocessed sketches; None for a model built without attention."""
-    mask = model.sketch_mask(sketches.to(next(model.parameters()).device))
-    return None if mask is None else mask[:, 0].float().cpu().numpy()
+    import torch
+
+    with torch.inference_mode():
+        mask = model.sketch_mask(sketches.to(next(model.parameters()).device))
+        return None if mask is None else mask[:, 0].float().cpu().numpy()
 
 
-@torch.inference_mode()
 def co_attention(model: CSCAN, photos: torch.Tensor, edges: torch.Tensor | None) -> np.ndarray | None:
     """(N, h, w) shared photo+edge masks for preprocessed photos and edge maps; None without attention."""
-    device = next(model.parameters()).device
-    mask = model.photo_mask(photos.to(device), edges.to(device) if edges is not None else None)
-    return None if mask is None else mask[:, 0].float().cpu().numpy()
+    import torch
+
+    with torch.inference_mode():
+        device = next(model.parameters()).device
+        mask = model.photo_mask(photos.to(device), edges.to(device) if edges is not None else None)
+        return None if mask is None else mask[:, 0].float().cpu().numpy()
 
 
 def heatmap_png(mask: np.ndarray, crop: tuple[float, float, float, float] | None = None) -> bytes:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +19,11 @@ from model.checkpoint import Checkpoint, CheckpointError, file_checksum, load_ch
 from model.config import ModelConfig
 from model.cscan import CSCAN
 from model.edges import EdgeDetector, build_edge_detector
-from model.hashing import binarise, pack_bits
-from model.onnx_runtime import OnnxBranches, onnx_runtime_available
-from model.preprocessing import letterbox_content, preprocess_photo_pair, preprocess_sketch
+from model.encoding import Codes, DeviceUnavailable, ImageEncoder
+from model.onnx_export import export_graphs, onnx_export_available
+from model.onnx_runtime import OnnxBranches, default_folder
 
-
-class DeviceUnavailable(RuntimeError):
-    """The device asked for is not on this machine."""
+__all__ = ["Codes", "Encoder", "encoder_from_checkpoint", "load_encoder", "resolve_device"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -49,35 +46,10 @@ def build_model(checkpoint: Checkpoint) -> CSCAN:
     return model
 
 
-@dataclass(frozen=True)
-class Codes:
-    """What the encoder returns: continuous codes in (0, 1) and their packed binary form."""
-
-    continuous: np.ndarray  # (N, bits) float32
-    packed: np.ndarray  # (N, bits / 8) uint8, FAISS layout
-
-    @classmethod
-    def of(cls, continuous: np.ndarray) -> Codes:
-        continuous = np.asarray(continuous, dtype=np.float32)
-        return cls(continuous, pack_bits(binarise(continuous)))
-
-    def __len__(self) -> int:
-        return len(self.packed)
-
-    def __getitem__(self, rows: slice) -> Codes:
-        return Codes(self.continuous[rows], self.packed[rows])
-
-    @classmethod
-    def concat(cls, parts: list[Codes], bits: int) -> Codes:
-        if not parts:
-            return cls(np.zeros((0, bits), np.float32), np.zeros((0, bits // 8), np.uint8))
-        return cls(np.concatenate([p.continuous for p in parts]), np.concatenate([p.packed for p in parts]))
-
-
 @dataclass
-class Encoder:
-    """A CSCAN model with its preprocessing: the one inference API of the indexer, the service and
-    evaluation. Every call returns ``Codes`` (continuous and packed), so no caller packs by hand."""
+class Encoder(ImageEncoder):
+    """The PyTorch network with its preprocessing (``ImageEncoder``): on a GPU in PyTorch, on a CPU
+    through ONNX Runtime when installed; training, evaluation and the ONNX export use it."""
 
     model: CSCAN
     config: ModelConfig
@@ -91,113 +63,46 @@ class Encoder:
     def backend(self) -> str:
         return "onnxruntime" if self.runtime is not None else f"torch ({self.device.type})"
 
-    @property
-    def bits(self) -> int:
-        return self.config.bits
-
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda")
 
-    def prepare_sketches(self, sketches: list[Image.Image]) -> torch.Tensor:
-        """The shared sketch preprocessing; raises BlankSketchError for a blank sketch."""
-        return torch.stack([preprocess_sketch(s, self.config.image_size) for s in sketches])
+    def _tensor(self, batch: np.ndarray | torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(batch).to(self.device)
 
     @torch.inference_mode()
-    def encode_prepared_sketches(self, batch: torch.Tensor) -> Codes:
+    def encode_prepared_sketches(self, batch: np.ndarray | torch.Tensor) -> Codes:
         if self.runtime is not None:
-            return Codes.of(self.runtime.sketch(batch))
+            return Codes.of(self.runtime.sketch(np.asarray(batch)))
         with self._autocast():
-            return Codes.of(self.model.encode_sketch(batch.to(self.device)).float().cpu().numpy())
-
-    def encode_sketches(self, sketches: list[Image.Image], batch_size: int = 64) -> Codes:
-        parts = [
-            self.encode_prepared_sketches(self.prepare_sketches(sketches[i : i + batch_size]))
-            for i in range(0, len(sketches), batch_size)
-        ]
-        return Codes.concat(parts, self.bits)
-
-    def edge_maps(self, photos: list[Image.Image]) -> list[Image.Image] | None:
-        return self.edges.detect_batch(photos) if self.edges is not None else None
+            return Codes.of(self.model.encode_sketch(self._tensor(batch)).float().cpu().numpy())
 
     def photo_tensors(
         self, photos: list[Image.Image], edges: Sequence[Image.Image | None] | None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The shared photo+edge preprocessing, stacked (edges None for a model without the edge branch)."""
-        pairs = [
-            preprocess_photo_pair(p, edges[i] if edges is not None else None, self.config.image_size)
-            for i, p in enumerate(photos)
-        ]
-        photo_t = torch.stack([p for p, _ in pairs])
-        edge_t = torch.stack([e for _, e in pairs]) if self.config.use_edge else None  # type: ignore[misc]
-        return photo_t, edge_t
+        """``photo_arrays`` as tensors."""
+        photo_a, edge_a = self.photo_arrays(photos, edges)
+        return torch.from_numpy(photo_a), torch.from_numpy(edge_a) if edge_a is not None else None
 
     @torch.inference_mode()
-    def _encode_photo_batch(
-        self, photos: list[Image.Image], edges: Sequence[Image.Image | None] | None
-    ) -> Codes:
-        photo_t, edge_t = self.photo_tensors(photos, edges)
-        photo_t = photo_t.to(self.device)
-        edge_t = edge_t.to(self.device) if edge_t is not None else None
+    def encode_prepared_photos(self, photos: np.ndarray, edges: np.ndarray | None) -> Codes:
         if self.runtime is not None:
-            return Codes.of(self.runtime.photo(photo_t, edge_t))
+            return Codes.of(self.runtime.photo(photos, edges))
+        edge_t = self._tensor(edges) if edges is not None else None
         with self._autocast():
-            return Codes.of(self.model.encode_photo(photo_t, edge_t).float().cpu().numpy())
+            return Codes.of(self.model.encode_photo(self._tensor(photos), edge_t).float().cpu().numpy())
 
-    def encode_photos(
-        self,
-        photos: list[Image.Image],
-        edges: Sequence[Image.Image | None] | None = None,
-        batch_size: int = 64,
-    ) -> Codes:
-        """Codes for photos; edge maps are computed here unless given (training caches them)."""
-        parts = []
-        for i in range(0, len(photos), batch_size):
-            chunk = photos[i : i + batch_size]
-            chunk_edges: Sequence[Image.Image | None] | None = (
-                edges[i : i + batch_size] if edges is not None else None
-            )
-            if self.config.use_edge and chunk_edges is None:
-                chunk_edges = self.edge_maps(chunk)
-            parts.append(self._encode_photo_batch(chunk, chunk_edges))
-        return Codes.concat(parts, self.bits)
-
-    # -- what the network saw ---------------------------------------------------------------------------
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.config.class_names)
-
-    def sketch_class_probabilities(self, continuous: np.ndarray) -> np.ndarray:
-        """(N, classes) softmax of the paper's auxiliary sketch classifier, from the continuous codes the
-        search computed anyway: naming what a drawing looks like costs one 64 x C product."""
-        weight, bias = self._classifier
-        logits = (2 * np.asarray(continuous, np.float32) - 1) @ weight.T + bias
-        logits -= logits.max(axis=1, keepdims=True)
-        exp = np.exp(logits)
-        return exp / exp.sum(axis=1, keepdims=True)
-
-    @cached_property
-    def _classifier(self) -> tuple[np.ndarray, np.ndarray]:
+    def classifier_weights(self) -> tuple[np.ndarray, np.ndarray]:
         layer = self.model.sketch_classifier
         return layer.weight.detach().float().cpu().numpy(), layer.bias.detach().float().cpu().numpy()
 
-    def sketch_attention(self, batch: torch.Tensor) -> np.ndarray | None:
-        """Attention masks (N, h, w) of preprocessed sketches; None when the model has no attention."""
+    def sketch_attention(self, batch: np.ndarray | torch.Tensor) -> np.ndarray | None:
         with self._autocast():
-            return explain.sketch_attention(self.model, batch)
+            return explain.sketch_attention(self.model, torch.as_tensor(batch))
 
-    def photo_attention(
-        self, photos: list[Image.Image], edges: Sequence[Image.Image | None] | None
-    ) -> tuple[np.ndarray, list[tuple[float, float, float, float]]] | None:
-        """Co-attention masks (N, h, w) of photos, and each photo's area inside its letterboxed input
-        as fractions (left, top, right, bottom); None when the model has no attention."""
-        photo_t, edge_t = self.photo_tensors(photos, edges)
+    def photo_masks(self, photos: np.ndarray, edges: np.ndarray | None) -> np.ndarray | None:
+        edge_t = torch.from_numpy(edges) if edges is not None else None
         with self._autocast():
-            masks = explain.co_attention(self.model, photo_t, edge_t)
-        if masks is None:
-            return None
-        size = self.config.image_size
-        areas = [tuple(v / size for v in letterbox_content(*p.size, size)) for p in photos]
-        return masks, areas  # type: ignore[return-value]
+            return explain.co_attention(self.model, torch.from_numpy(photos), edge_t)
 
 
 def choose_backend(backend: str, device: torch.device) -> str:
@@ -207,10 +112,10 @@ def choose_backend(backend: str, device: torch.device) -> str:
     if backend == "onnx":
         if device.type != "cpu":
             raise RuntimeError("the ONNX Runtime backend runs on the CPU; use 'torch' or 'auto' on a GPU")
-        if not onnx_runtime_available():
+        if not onnx_export_available():
             raise RuntimeError("the ONNX Runtime backend needs the onnx and onnxruntime packages")
         return "onnx"
-    if backend == "auto" and device.type == "cpu" and onnx_runtime_available():
+    if backend == "auto" and device.type == "cpu" and onnx_export_available():
         return "onnx"
     return "torch"
 
@@ -244,8 +149,9 @@ def encoder_from_checkpoint(
     )
     runtime = None
     if choose_backend(backend, dev) == "onnx":
-        folder = cache_dir or Path.home() / ".cache" / "sketch-search" / "onnx"
-        runtime = OnnxBranches(model, checksum, folder, torch.get_num_threads())
+        folder = cache_dir or default_folder()
+        export_graphs(model, checksum, folder)
+        runtime = OnnxBranches(folder, checksum, checkpoint.config.use_edge, torch.get_num_threads())
     return Encoder(model, checkpoint.config, edges, dev, checksum, checkpoint.info, runtime)
 
 

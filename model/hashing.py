@@ -3,13 +3,17 @@ the same as faiss.real_to_binary."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # serving without PyTorch packs NumPy codes
+    import torch
 
 
 def binarise(codes: torch.Tensor | np.ndarray) -> np.ndarray:
     """Continuous codes in (0, 1) to a {0, 1} uint8 matrix: B = 1[B' >= 0.5]."""
-    if isinstance(codes, torch.Tensor):
+    if not isinstance(codes, np.ndarray) and hasattr(codes, "detach"):  # a torch tensor
         codes = codes.detach().float().cpu().numpy()
     return (np.asarray(codes) >= 0.5).astype(np.uint8)
 

@@ -3,113 +3,110 @@
 On this project's 2-core CPU, ONNX Runtime runs the sketch branch about twice as fast as eager PyTorch
 at batch 1 and about three times at batch 8 (`python -m benchmarks.encode_latency`), with the same
 codes to float precision (every bit equal on the dev split). The branches are exported once per
-checkpoint and cached on disk by its checksum, so a restart loads them in a fraction of a second.
+checkpoint (``model.onnx_export``, which needs PyTorch) into a folder, named by the checkpoint's
+checksum, so a restart loads them in a fraction of a second, and a serving image without PyTorch ships
+them. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
-import logging
-import warnings
+import os
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 
-from model.cscan import CSCAN
-from model.files import atomic_write
+# ONNX Runtime (1.32 on Linux) otherwise records usage telemetry with a device id under ~/.cache and
+# tries to upload it; a search service has no business doing either. Only the variable works, and only
+# when set before onnxruntime is first imported, which every caller does through this module.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-log = logging.getLogger(__name__)
 OPSET = 17
+BRANCHES = ("sketch", "photo")  # what encoding needs
+MASKS = ("sketch-mask", "photo-mask")  # the attention masks behind explain=1 (models with attention)
 
 
 def onnx_runtime_available() -> bool:
     try:
-        import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError:
         return False
     return True
 
 
-class _Sketch(torch.nn.Module):
-    def __init__(self, model: CSCAN) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, sketch: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_sketch(sketch)
+def default_folder() -> Path:
+    """Where the graphs go when no folder is named (the service names one under its data dir)."""
+    return Path.home() / ".cache" / "sketch-search" / "onnx"
 
 
-class _Photo(torch.nn.Module):
-    def __init__(self, model: CSCAN) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, photo: torch.Tensor, edge: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_photo(photo, edge)
+def graph_path(folder: Path, checksum: str, name: str) -> Path:
+    """Where the ONNX graph ``name`` (one of BRANCHES or MASKS) of a checkpoint lives in ``folder``."""
+    return folder / f"{checksum[:16]}-opset{OPSET}-{name}.onnx"
 
 
-class _PhotoOnly(_Photo):
-    def forward(self, photo: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return self.model.encode_photo(photo, None)
+def _session(path: Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # No busy-waiting between calls: spinning threads would take the cores from the rest of the
+    # request (decoding, ranking, HTTP) on a small machine.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _export(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], names: list[str], path: Path) -> None:
-    def write(tmp: Path) -> None:
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
-            torch.onnx.export(
-                module.eval(),
-                inputs,
-                str(tmp),
-                input_names=names,
-                output_names=["codes"],
-                dynamic_axes={name: {0: "batch"} for name in names},
-                opset_version=OPSET,
-                dynamo=False,
-            )
-
-    atomic_write(path, write)
+def _feeds(names: list[str], photos: np.ndarray, edges: np.ndarray | None, use_edge: bool) -> dict:
+    feeds = {names[0]: np.ascontiguousarray(photos, dtype=np.float32)}
+    if use_edge:
+        if edges is None:
+            raise ValueError("this model uses edge maps: pass the photos' edge maps")
+        feeds[names[1]] = np.ascontiguousarray(edges, dtype=np.float32)
+    return feeds
 
 
 class OnnxBranches:
-    """Sketch and photo branches as ONNX Runtime sessions; inputs are the preprocessed tensors."""
+    """Sketch and photo branches as ONNX Runtime sessions; inputs are prepared (N, 3, S, S) float32
+    arrays. The attention-mask graphs, when exported, are loaded on the first explanation only.
 
-    def __init__(self, model: CSCAN, checksum: str, cache_dir: Path, threads: int) -> None:
-        import onnxruntime as ort
+    Raises FileNotFoundError when a branch's graph is not in ``folder``."""
 
-        size = model.config.image_size
-        image = torch.zeros(1, 3, size, size)
-        tag = f"{checksum[:16]}-opset{OPSET}"
-        sketch_path = cache_dir / f"{tag}-sketch.onnx"
-        photo_path = cache_dir / f"{tag}-photo.onnx"
-        self.use_edge = model.config.use_edge
-        if not sketch_path.exists():
-            log.info("exporting the sketch branch to ONNX (once per checkpoint): %s", sketch_path)
-            _export(_Sketch(model), (image,), ["sketch"], sketch_path)
-        if not photo_path.exists():
-            log.info("exporting the photo branch to ONNX (once per checkpoint): %s", photo_path)
-            if self.use_edge:
-                _export(_Photo(model), (image, image), ["photo", "edge"], photo_path)
-            else:
-                _export(_PhotoOnly(model), (image,), ["photo"], photo_path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # No busy-waiting between calls: spinning threads would take the cores from the rest of the
-        # request (decoding, ranking, HTTP) on a small machine.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = ["CPUExecutionProvider"]
-        self._sketch = ort.InferenceSession(str(sketch_path), options, providers=providers)
-        self._photo = ort.InferenceSession(str(photo_path), options, providers=providers)
+    def __init__(self, folder: Path, checksum: str, use_edge: bool, threads: int) -> None:
+        self.folder, self.checksum, self.use_edge, self.threads = folder, checksum, use_edge, threads
+        for name in BRANCHES:
+            if not graph_path(folder, checksum, name).is_file():
+                raise FileNotFoundError(graph_path(folder, checksum, name))
+        self._sketch = _session(graph_path(folder, checksum, "sketch"), threads)
+        self._photo = _session(graph_path(folder, checksum, "photo"), threads)
+        self._masks: dict[str, Any] = {}
+        self._lock = threading.Lock()
 
-    def sketch(self, batch: torch.Tensor) -> np.ndarray:
-        return self._sketch.run(None, {"sketch": batch.contiguous().numpy()})[0]
+    def sketch(self, batch: np.ndarray) -> np.ndarray:
+        """(N, bits) continuous codes."""
+        return self._sketch.run(None, {"sketch": np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
-    def photo(self, photos: torch.Tensor, edges: torch.Tensor | None) -> np.ndarray:
-        feeds = {"photo": photos.contiguous().numpy()}
-        if self.use_edge:
-            assert edges is not None
-            feeds["edge"] = edges.contiguous().numpy()
-        return self._photo.run(None, feeds)[0]
+    def photo(self, photos: np.ndarray, edges: np.ndarray | None) -> np.ndarray:
+        """(N, bits) continuous codes."""
+        return self._photo.run(None, _feeds(["photo", "edge"], photos, edges, self.use_edge))[0]
+
+    @property
+    def has_masks(self) -> bool:
+        return all(graph_path(self.folder, self.checksum, name).is_file() for name in MASKS)
+
+    def _mask_session(self, name: str) -> Any:
+        with self._lock:
+            if name not in self._masks:
+                self._masks[name] = _session(graph_path(self.folder, self.checksum, name), self.threads)
+            return self._masks[name]
+
+    def sketch_mask(self, batch: np.ndarray) -> np.ndarray:
+        """(N, h, w) attention masks in (0, 1); needs ``has_masks``."""
+        feeds = {"sketch": np.ascontiguousarray(batch, dtype=np.float32)}
+        return self._mask_session("sketch-mask").run(None, feeds)[0][:, 0]
+
+    def photo_mask(self, photos: np.ndarray, edges: np.ndarray | None) -> np.ndarray:
+        """(N, h, w) co-attention masks in (0, 1); needs ``has_masks``."""
+        feeds = _feeds(["photo", "edge"], photos, edges, self.use_edge)
+        return self._mask_session("photo-mask").run(None, feeds)[0][:, 0]

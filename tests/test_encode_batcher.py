@@ -9,22 +9,21 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 from model.encode_batcher import Busy, EncodeBatcher
 
 
 def slow_identity(calls: list[int]):  # type: ignore[no-untyped-def]
-    def encode(batch: torch.Tensor) -> np.ndarray:
+    def encode(batch: np.ndarray) -> np.ndarray:
         calls.append(len(batch))
         time.sleep(0.05)  # long enough for the other requests to queue up behind this call
-        return batch[:, 0].numpy().copy()
+        return batch[:, 0].copy()
 
     return encode
 
 
 async def encode_all(batcher: EncodeBatcher, values: list[float]) -> list[np.ndarray]:
-    return await asyncio.gather(*(batcher.encode(lambda v=v: torch.full((1, 2), v)) for v in values))
+    return await asyncio.gather(*(batcher.encode(lambda v=v: np.full((1, 2), v, np.float32)) for v in values))
 
 
 def test_concurrent_requests_share_calls_and_get_their_own_rows() -> None:
@@ -55,10 +54,10 @@ def test_errors_reach_the_callers_and_the_thread_lives_on() -> None:
     fail = threading.Event()
     fail.set()
 
-    def encode(batch: torch.Tensor) -> np.ndarray:
+    def encode(batch: np.ndarray) -> np.ndarray:
         if fail.is_set():
             raise RuntimeError("model exploded")
-        return batch[:, 0].numpy().copy()
+        return batch[:, 0].copy()
 
     batcher = EncodeBatcher(encode, 8, 100, 1)
     try:
@@ -73,7 +72,7 @@ def test_errors_reach_the_callers_and_the_thread_lives_on() -> None:
 def test_preprocessing_errors_are_raised_to_the_caller() -> None:
     batcher = EncodeBatcher(slow_identity([]), 8, 100, 1)
 
-    def prepare() -> torch.Tensor:
+    def prepare() -> np.ndarray:
         raise ValueError("blank sketch")
 
     async def run() -> None:
@@ -92,7 +91,7 @@ def test_too_many_pending_requests_are_refused() -> None:
 
     async def run() -> list[object]:
         return await asyncio.gather(
-            *(batcher.encode(lambda: torch.zeros(1, 2)) for _ in range(6)), return_exceptions=True
+            *(batcher.encode(lambda: np.zeros((1, 2), np.float32)) for _ in range(6)), return_exceptions=True
         )
 
     try:

@@ -1,0 +1,74 @@
+"""`indexer export-onnx`: a checkpoint's ONNX graphs, for serving where PyTorch is not installed."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from PIL import Image, ImageDraw
+
+from catalog.settings import get_settings
+from model.checkpoint import CheckpointError, file_checksum, load_checkpoint
+from model.factory import Encoder, build_model
+from model.onnx_encoder import load_onnx_encoder
+from model.onnx_export import export_graphs
+
+
+def _probe_images(size: int) -> tuple[list[Image.Image], list[Image.Image]]:
+    """A drawn sketch and two synthetic photos to check the graphs against the PyTorch network."""
+    sketch = Image.new("L", (size * 2, size * 2), 255)
+    draw = ImageDraw.Draw(sketch)
+    draw.ellipse((20, 30, size * 2 - 20, size * 2 - 40), outline=0, width=4)
+    draw.line((30, size, size * 2 - 30, size // 2), fill=0, width=4)
+    rng = np.random.default_rng(0)
+    photos = [Image.fromarray(rng.integers(0, 256, (size + 17 * i, size, 3), dtype=np.uint8)) for i in (1, 2)]
+    return [sketch], photos
+
+
+def export_onnx(
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="checkpoint (.safetensors); default SKETCH_CHECKPOINT")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="folder of the graphs; default SKETCH_ONNX_CACHE_DIR")
+    ] = None,
+    prune: Annotated[bool, typer.Option(help="remove other checkpoints' graphs from the folder")] = False,
+) -> None:
+    """Export a checkpoint's ONNX graphs (both branches and the attention masks) and check them.
+
+    A server without PyTorch (the CPU Docker image) runs these graphs, found by the checkpoint's
+    checksum in SKETCH_ONNX_CACHE_DIR. The graphs are checked against the PyTorch network: every bit of a
+    sketch's and two photos' codes must agree."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    settings = get_settings()
+    path = checkpoint or settings.checkpoint
+    folder = out or settings.onnx_cache
+    try:
+        loaded = load_checkpoint(path)
+    except CheckpointError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    checksum = file_checksum(path)
+    model = build_model(loaded).eval()
+    written = export_graphs(model, checksum, folder, masks=True)
+    if prune:
+        for stale in folder.glob("*.onnx"):
+            if stale not in written:
+                stale.unlink()
+                typer.echo(f"removed {stale}")
+    lean = load_onnx_encoder(path, "cpu", "onnx", folder, threads=1)
+    reference = Encoder(model, loaded.config, lean.edges, model.sketch_classifier.weight.device, checksum)
+    sketches, photos = _probe_images(loaded.config.image_size)
+    for kind, ours, theirs in (
+        ("sketch", lean.encode_sketches(sketches), reference.encode_sketches(sketches)),
+        ("photo", lean.encode_photos(photos), reference.encode_photos(photos)),
+    ):
+        if not np.array_equal(ours.packed, theirs.packed):
+            typer.echo(f"the exported {kind} graph disagrees with the PyTorch network", err=True)
+            raise typer.Exit(1)
+    for graph in written:
+        typer.echo(f"{graph} ({graph.stat().st_size / 1e6:.1f} MB)")
+    typer.echo(f"{path.name} (sha256 {checksum[:16]}…): {len(written)} graphs in {folder}, checked")
