@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from app.errors import APIError
+from app.errors import APIError, image_rejected
 from app.schemas import (
     AdminGallery,
     AdminGalleryStatus,
@@ -33,9 +33,8 @@ from catalog.galleries import get_gallery
 from catalog.jobs import enqueue_reindex
 from catalog.scan import check_source_dir
 from model.files import atomic_write
-from model.imageio import ImageRejected, decode_image
+from model.imageio import FORMAT_NAMES, ImageRejected, decode_image, format_named
 
-UPLOAD_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
 MAX_UPLOAD_FILES = 20
 
 
@@ -77,11 +76,10 @@ def list_galleries(state: ServiceState) -> list[AdminGalleryStatus]:
 def validate_upload(data: bytes, filename: str, max_pixels: int) -> tuple[str, int, int]:
     """The stored extension (from the content, not the name) and the size, or APIError."""
     try:
-        image = decode_image(data, max_pixels, formats=tuple(UPLOAD_FORMATS))
+        image = decode_image(data, max_pixels, formats=FORMAT_NAMES)
     except ImageRejected as exc:
-        status = 413 if exc.reason == "too_large" else 415 if exc.reason == "not_an_image" else 422
-        raise APIError(status, f"bad_upload_{exc.reason}", f"{filename}: {exc}") from None
-    return UPLOAD_FORMATS[image.format or "PNG"], image.width, image.height
+        raise image_rejected(exc, f"bad_upload_{exc.reason}", f"{filename}: {exc}") from None
+    return format_named(image.format).suffix, image.width, image.height
 
 
 def store_uploads(state: ServiceState, name: str, files: list[tuple[str, bytes]]) -> list[UploadedImage]:

@@ -22,8 +22,6 @@ from catalog.enums import ImageOrigin
 from model.files import atomic_write
 from model.imageio import ImageRejected, decode_image
 
-MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
-
 
 def _gone(image_id: int) -> APIError:
     return APIError(404, "image_missing", f"image {image_id} is no longer in its gallery's storage")

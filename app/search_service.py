@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from app.errors import APIError
+from app.errors import APIError, image_rejected
 from app.explain_service import EXPLAIN_TOP, explain_photos, explain_sketch
 from app.schemas import ClassGuess, GalleryInfo, Match, SearchResponse
 from app.state import ServiceState
@@ -28,7 +28,7 @@ from catalog.ranking import RankedImage, resolve, scan, scan_depth
 from model.encode_batcher import Busy
 from model.factory import Codes
 from model.hashing import unpack_bits
-from model.imageio import ImageRejected, decode_image, is_png
+from model.imageio import ImageRejected, RejectReason, decode_image, is_png
 from model.preprocessing import BlankSketchError
 
 GUESSES = 5
@@ -40,9 +40,9 @@ def decode_sketch(data: bytes, max_pixels: int) -> Image.Image:
     try:
         return decode_image(data, max_pixels, formats=("PNG",))
     except ImageRejected as exc:
-        if exc.reason == "too_large":
-            raise APIError(413, "too_many_pixels", str(exc)) from None
-        raise APIError(422, "unreadable_sketch", f"the sketch could not be read: {exc}") from None
+        if exc.reason == RejectReason.TOO_LARGE:
+            raise image_rejected(exc, "too_many_pixels", str(exc)) from None
+        raise image_rejected(exc, "unreadable_sketch", f"the sketch could not be read: {exc}") from None
 
 
 def _index_for(state: ServiceState, gallery: str | None) -> LoadedIndex:
