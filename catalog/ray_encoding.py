@@ -131,12 +131,12 @@ def encode_on_ray(
     encoder: Encoder,
     options: RayOptions,
     accept: Callable[[str, np.ndarray], None],
-    failed: list[dict[str, str]],
+    fail: Callable[[str, str], None],
     progress: Callable[[int], None],
     show_progress: bool = True,
 ) -> None:
-    """Encode ``todo`` on Ray; ``accept(sha256, code)`` as codes arrive, failures appended to ``failed``,
-    ``progress(n)`` after every batch of n photos."""
+    """Encode ``todo`` on Ray; ``accept(sha256, code)`` as codes arrive, ``fail(path, reason)`` for each
+    photo that cannot be encoded, ``progress(n)`` after every batch of n photos."""
     if not todo:
         return
     checksum = file_checksum(settings.checkpoint)
@@ -189,7 +189,7 @@ def encode_on_ray(
         per_actor.update(str(a) for a in batch["actor"])
         for sha, code, error in zip(batch["sha256"], batch["code"], batch["error"], strict=True):
             if error:
-                failed.append({"path": paths[str(sha)], "reason": str(error)})
+                fail(paths[str(sha)], str(error))
             else:
                 accept(str(sha), code)
         bar.update(len(batch["sha256"]))
