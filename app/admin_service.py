@@ -33,7 +33,7 @@ from catalog.galleries import get_gallery
 from catalog.jobs import enqueue_reindex
 from catalog.scan import check_source_dir
 from model.files import atomic_write
-from model.imageio import FORMAT_NAMES, ImageRejected, decode_image, format_named
+from model.imageio import ImageRejected, decode_photo, probe
 
 MAX_UPLOAD_FILES = 20
 
@@ -74,12 +74,15 @@ def list_galleries(state: ServiceState) -> list[AdminGalleryStatus]:
 
 
 def validate_upload(data: bytes, filename: str, max_pixels: int) -> tuple[str, int, int]:
-    """The stored extension (from the content, not the name) and the size, or APIError."""
+    """The stored suffix (from the content, not the name) and the size as shown, or APIError.
+
+    The photo is decoded as indexing will decode it, so what is stored can be indexed."""
     try:
-        image = decode_image(data, max_pixels, formats=FORMAT_NAMES)
+        header = probe(data, max_pixels)
+        decode_photo(data, max_pixels)
     except ImageRejected as exc:
         raise image_rejected(exc, f"bad_upload_{exc.reason}", f"{filename}: {exc}") from None
-    return format_named(image.format).suffix, image.width, image.height
+    return header.format.suffix, header.width, header.height
 
 
 def store_uploads(state: ServiceState, name: str, files: list[tuple[str, bytes]]) -> list[UploadedImage]:

@@ -17,7 +17,11 @@ from model.imageio import ImageRejected, RejectReason
 log = logging.getLogger(__name__)
 CATALOG_STATUS: dict[type[CatalogError], int] = {NotFound: 404, Conflict: 409, Invalid: 422}
 # Why an uploaded image (sketch or photo) was refused, as an HTTP status; any other reason is a 422.
-REJECTION_STATUS: dict[RejectReason, int] = {RejectReason.TOO_LARGE: 413, RejectReason.NOT_AN_IMAGE: 415}
+REJECTION_STATUS: dict[RejectReason, int] = {
+    RejectReason.TOO_LARGE: 413,
+    RejectReason.NOT_AN_IMAGE: 415,
+    RejectReason.UNSUPPORTED_FORMAT: 415,
+}
 
 
 class APIError(Exception):

@@ -22,7 +22,7 @@ from app.schemas import ClassGuess, GalleryInfo, Match, SearchResponse
 from app.state import ServiceState
 from catalog.db.models import Gallery, ImageRecord
 from catalog.errors import NotFound
-from catalog.galleries import gallery_has_labels, gallery_names, resolve_gallery
+from catalog.galleries import gallery_has_labels, gallery_names, normal_label, resolve_gallery
 from catalog.index_store import LoadedIndex
 from catalog.ranking import RankedImage, resolve, scan, scan_depth
 from model.encode_batcher import Busy
@@ -108,6 +108,7 @@ def applicable_label(state: ServiceState, index: LoadedIndex, label: str | None)
     """The label filter, unless the gallery has no labels at all (then nothing is filtered)."""
     if label is None:
         return None
+    label = normal_label(label)  # as stored: NFC, whichever form the client sent
     labelled = state.labelled_versions.get(index.version_id)
     if labelled is None:
         with state.sessions() as session:

@@ -28,16 +28,17 @@ from catalog.enums import ImageOrigin, VersionState
 from catalog.index_store import IndexSpec, IndexType, Manifest, build_index, remove_version, write_version
 from catalog.locks import gallery_lock
 from catalog.ray_encoding import RayOptions, encode_on_ray
-from catalog.scan import Candidate, scan_source
+from catalog.scan import Candidate, printable, scan_source, storable
 from catalog.settings import Settings
 from model.edges.cache import EdgeCache
 from model.factory import Encoder
-from model.imageio import ImageRejected, decode_image, read_size
+from model.imageio import PHOTO_DECODING, ImageRejected, decode_photo, probe
 
 log = logging.getLogger(__name__)
 KEEP_VERSIONS = 2
 CPU_BATCH, GPU_BATCH = 32, 256
 HEARTBEAT_SECONDS = 5.0
+BAD_NAME = "bad_name"  # a failed item's reason: a file name the catalog cannot store (rename the file)
 
 
 @dataclass
@@ -54,8 +55,9 @@ class BuildReport:
     done: int = 0  # of those, how many have a code so far (reused or encoded)
 
     def fail(self, path: Path | str, reason: str) -> None:
-        """One photo that could not be indexed, and why; the build goes on without it."""
-        self.failed.append({"path": str(path), "reason": reason})
+        """One photo that could not be indexed, and why (its path printable whatever its bytes); the
+        build goes on without it."""
+        self.failed.append({"path": printable(path), "reason": reason})
 
 
 def gallery_dir(settings: Settings, name: str) -> Path:
@@ -84,8 +86,9 @@ class GalleryBuilder:
         self.index_type = index_type
         self.show_progress = show_progress
         self.ray = ray  # encode on a Ray cluster instead of in this process
-        self.codes = CodeCache(settings.data_dir / "cache" / "codes", encoder.checksum, encoder.bits // 8)
-        self.edges = EdgeCache(settings.edge_cache, encoder.edges) if encoder.edges else None
+        codes = settings.data_dir / "cache" / "codes" / PHOTO_DECODING
+        self.codes = CodeCache(codes, encoder.checksum, encoder.bits // 8)
+        self.edges = EdgeCache(settings.edge_cache / PHOTO_DECODING, encoder.edges) if encoder.edges else None
 
     # -- steps -------------------------------------------------------------------------------------------
     def _gallery(self, name: str, source: Path | None) -> Gallery:
@@ -137,6 +140,9 @@ class GalleryBuilder:
             if progress and time.monotonic() - last_beat > HEARTBEAT_SECONDS:
                 progress(0, len(candidates))
                 last_beat = time.monotonic()
+            if not storable(cand.path):
+                report.fail(cand.path, f"{BAD_NAME}: the name is not UTF-8 text, as the catalog stores it")
+                continue
             try:
                 data = cand.path.read_bytes()
             except OSError as exc:
@@ -147,10 +153,11 @@ class GalleryBuilder:
             if cand.sha256 in unique:
                 continue
             try:
-                cand.width, cand.height = read_size(data, self.settings.max_pixels)
+                header = probe(data, self.settings.max_pixels)
             except ImageRejected as exc:
                 report.fail(cand.path, f"{exc.reason}: {exc}")
                 continue
+            cand.width, cand.height = header.width, header.height
             unique[cand.sha256] = cand
         return list(unique.values())
 
@@ -171,14 +178,13 @@ class GalleryBuilder:
             ok: list[Candidate] = []
             for cand in chunk:
                 try:
-                    image = decode_image(cand.path.read_bytes(), self.settings.max_pixels).convert("RGB")
+                    image = decode_photo(cand.path.read_bytes(), self.settings.max_pixels)
                 except ImageRejected as exc:
                     report.fail(cand.path, f"{exc.reason}: {exc}")
                     continue
                 except OSError as exc:
                     report.fail(cand.path, f"unreadable: {exc}")
                     continue
-                cand.width, cand.height = image.size
                 images.append(image)
                 ok.append(cand)
             if images:

@@ -32,7 +32,7 @@ from catalog.scan import Candidate
 from catalog.settings import Settings
 from model.checkpoint import file_checksum
 from model.factory import Encoder, load_encoder
-from model.imageio import ImageRejected, decode_image
+from model.imageio import ImageRejected, decode_photo
 
 log = logging.getLogger(__name__)
 LOCAL = "local"  # start (or join) a Ray instance on this machine
@@ -91,7 +91,7 @@ class PhotoEncoderActor:
         images, rows = [], []
         for i, path in enumerate(paths):
             try:
-                images.append(decode_image(Path(path).read_bytes(), self.max_pixels).convert("RGB"))
+                images.append(decode_photo(Path(path).read_bytes(), self.max_pixels))
                 rows.append(i)
             except ImageRejected as exc:
                 errors[i] = f"{exc.reason}: {exc}"
