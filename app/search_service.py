@@ -18,7 +18,14 @@ from starlette.concurrency import run_in_threadpool
 
 from app.errors import APIError, image_rejected
 from app.explain_service import EXPLAIN_TOP, explain_photos, explain_sketch
-from app.schemas import ClassGuess, GalleryInfo, Match, SearchResponse
+from app.schemas import (
+    ClassGuess,
+    GalleryInfo,
+    Match,
+    SearchResponse,
+    SearchWarning,
+    SearchWarningCode,
+)
 from app.state import ServiceState
 from catalog.db.models import Gallery, ImageRecord
 from catalog.errors import NotFound
@@ -29,7 +36,7 @@ from model.encode_batcher import Busy
 from model.factory import Codes
 from model.hashing import unpack_bits
 from model.imageio import ImageRejected, RejectReason, decode_image, is_png
-from model.preprocessing import BlankSketchError
+from model.preprocessing import BlankSketchError, looks_like_photo
 
 GUESSES = 5
 
@@ -59,11 +66,19 @@ def _index_for(state: ServiceState, gallery: str | None) -> LoadedIndex:
     return index
 
 
+PHOTO_WARNING = SearchWarning(
+    code=SearchWarningCode.LOOKS_LIKE_PHOTO,
+    message="this looks like a photo rather than a drawing: it was searched as a drawing, so the "
+    "results may not mean much; draw the outline of what you are looking for instead",
+)
+
+
 @dataclass
 class EncodedSketch:
     codes: Codes
     image: Image.Image  # as decoded: explain lays the attention map back over it
     prepared: torch.Tensor
+    warnings: list[SearchWarning]
 
 
 async def encode_sketch(state: ServiceState, data: bytes) -> EncodedSketch:
@@ -75,17 +90,18 @@ async def encode_sketch(state: ServiceState, data: bytes) -> EncodedSketch:
             kept["image"] = decode_sketch(data, state.settings.max_sketch_pixels)
         with metrics.timed("preprocess"):
             kept["prepared"] = encoder.prepare_sketches([kept["image"]])
+            kept["warnings"] = [PHOTO_WARNING] if looks_like_photo(kept["image"]) else []
             return kept["prepared"]
 
     try:
         codes = await state.batcher.encode(prepare)
-    except BlankSketchError as exc:
-        raise APIError(422, "blank_sketch", str(exc)) from None
+    except BlankSketchError as exc:  # blank_sketch, sketch_too_small
+        raise APIError(422, exc.code, str(exc)) from None
     except Busy:
         raise APIError(
             429, "busy", "too many searches are waiting; try again in a moment", {"Retry-After": "1"}
         ) from None
-    return EncodedSketch(codes, kept["image"], kept["prepared"])
+    return EncodedSketch(codes, kept["image"], kept["prepared"], kept["warnings"])
 
 
 def _served_index(state: ServiceState, gallery: str | None) -> LoadedIndex | None:
@@ -177,7 +193,12 @@ async def search(
 
     results, applied = await run_in_threadpool(ranked)
     response = _response(
-        index, results, started, guesses=class_guesses(state, codes.continuous[0]), label=applied
+        index,
+        results,
+        started,
+        guesses=class_guesses(state, codes.continuous[0]),
+        label=applied,
+        warnings=sketch.warnings,
     )
     if explain:
         await _explain(state, sketch, response)
