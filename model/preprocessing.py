@@ -75,15 +75,16 @@ def wobble(gray: np.ndarray, amplitude: float, rng: np.random.Generator) -> np.n
 INK_FLOOR = 0.03  # weakest difference from the paper (0..1) that counts as ink on clean digital paper
 NOISE_SIGMAS = 5.0  # on noisy (photographed, scanned) paper, ink differs from it by more than this
 # How dark a drawing's strong strokes (its 95th percentile of ink, 0..1) are made: as dark as the
-# training sketches they are nearest to. TU-Berlin's grey strokes measure 0.47-0.70 (95% of them),
-# Sketchy's 1.0: strokes in GREY_INK are left as drawn, fainter or darker ones made black (a light
-# pencil, a pale colour, a photographed page), with ramps of RAMP_INK between, so nothing jumps.
+# training sketches they are nearest to. TU-Berlin's grey strokes measure 0.47-0.65 (95% of them),
+# Sketchy's 1.0 (benchmarks/sketch_inputs.py): strokes in GREY_INK are left as drawn, fainter or
+# darker ones made black (a light pencil, a pale colour, a photographed page), with ramps of RAMP_INK
+# between, so nothing jumps.
 GREY_INK, RAMP_INK = (0.45, 0.7), 0.1
 FRAME_SHARE = 0.9  # a row or column this much ink, at an edge, is a frame or a band: no stroke is
 FRAME_DEPTH = 0.3  # frames and bands are cleared this far in from each edge at most (share of the side)
 FRAME_GAP = 0.05  # paper between the edge and a frame: at most this share of the side
 # px: an image, or a drawing in it, smaller than these across has too little for the network to see
-# (the smallest of the 5,925 Sketchy and TU-Berlin sketches spans 26 px of its 256 px canvas)
+# (the smallest of the 5,925 Sketchy and TU-Berlin sketches spans 27 px: benchmarks/sketch_inputs.py)
 MIN_SKETCH_SIDE, MIN_DRAWING_SIDE = 32, 16
 _LIGHT_CONTENT = 0.85  # opaque content this light on a transparent canvas is light ink: laid on black
 _PAPER_SAMPLES = 2048  # pixels sampled to fit the paper's shading
@@ -300,9 +301,9 @@ def check_drawing_size(image: Image.Image, bbox: tuple[int, int, int, int]) -> N
         )
 
 
-# A drawing is lines: few of its inked pixels lie 2+ px inside a solid area at 256 px (the Sketchy and
-# TU-Berlin sketches: 99% under 0.1); a photo's do (90% of Sketchy's photos over 0.15). Colour in many
-# hues is a photo's too (a third of them; no drawing in ink of one colour on paper of another).
+# A drawing is lines: few of its inked pixels lie 2+ px inside a solid area at 256 px; a photo's do.
+# Colour in many hues is a photo's too (no drawing in ink of one colour on paper of another). Flagged:
+# 0.4% of the Sketchy and TU-Berlin sketches, 93% of Sketchy's photos (benchmarks/sketch_inputs.py).
 PHOTO_SOLID_SHARE, PHOTO_COLOUR_SHARE, PHOTO_HUES = 0.15, 0.2, 3
 
 
