@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from app.errors import APIError
+from app.errors import APIError, image_rejected
 from app.schemas import (
     AdminGallery,
     AdminGalleryStatus,
@@ -33,9 +33,8 @@ from catalog.galleries import get_gallery
 from catalog.jobs import enqueue_reindex
 from catalog.scan import check_source_dir
 from model.files import atomic_write
-from model.imageio import ImageRejected, decode_image
+from model.imageio import ImageRejected, decode_photo, probe
 
-UPLOAD_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
 MAX_UPLOAD_FILES = 20
 
 
@@ -75,13 +74,15 @@ def list_galleries(state: ServiceState) -> list[AdminGalleryStatus]:
 
 
 def validate_upload(data: bytes, filename: str, max_pixels: int) -> tuple[str, int, int]:
-    """The stored extension (from the content, not the name) and the size, or APIError."""
+    """The stored suffix (from the content, not the name) and the size as shown, or APIError.
+
+    The photo is decoded as indexing will decode it, so what is stored can be indexed."""
     try:
-        image = decode_image(data, max_pixels, formats=tuple(UPLOAD_FORMATS))
+        header = probe(data, max_pixels)
+        decode_photo(data, max_pixels)
     except ImageRejected as exc:
-        status = 413 if exc.reason == "too_large" else 415 if exc.reason == "not_an_image" else 422
-        raise APIError(status, f"bad_upload_{exc.reason}", f"{filename}: {exc}") from None
-    return UPLOAD_FORMATS[image.format or "PNG"], image.width, image.height
+        raise image_rejected(exc, f"bad_upload_{exc.reason}", f"{filename}: {exc}") from None
+    return header.format.suffix, header.width, header.height
 
 
 def store_uploads(state: ServiceState, name: str, files: list[tuple[str, bytes]]) -> list[UploadedImage]:

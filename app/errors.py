@@ -12,15 +12,27 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from catalog.errors import CatalogError, Conflict, Invalid, NotFound
+from model.imageio import ImageRejected, RejectReason
 
 log = logging.getLogger(__name__)
 CATALOG_STATUS: dict[type[CatalogError], int] = {NotFound: 404, Conflict: 409, Invalid: 422}
+# Why an uploaded image (sketch or photo) was refused, as an HTTP status; any other reason is a 422.
+REJECTION_STATUS: dict[RejectReason, int] = {
+    RejectReason.TOO_LARGE: 413,
+    RejectReason.NOT_AN_IMAGE: 415,
+    RejectReason.UNSUPPORTED_FORMAT: 415,
+}
 
 
 class APIError(Exception):
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+def image_rejected(exc: ImageRejected, code: str, message: str) -> APIError:
+    """The answer to an image that was refused: the status its reason maps to, the caller's code."""
+    return APIError(REJECTION_STATUS.get(exc.reason, 422), code, message)
 
 
 def error_response(

@@ -19,7 +19,7 @@ from app.state import ServiceState
 from catalog.db.models import ImageRecord
 from model.edges.cache import EdgeCache
 from model.explain import UNIFORM_SPAN, heatmap_png
-from model.imageio import ImageRejected, decode_image
+from model.imageio import PHOTO_DECODING, ImageRejected, decode_photo
 from model.preprocessing import sketch_frame
 
 EXPLAIN_TOP = 8  # photos explained per search: the first row or two of the page
@@ -64,7 +64,7 @@ def explain_photos(state: ServiceState, image_ids: list[int]) -> dict[int, Heatm
     for row in rows:
         try:
             with open(row.stored_path, "rb") as f:
-                photos.append(decode_image(f.read(), state.settings.max_pixels).convert("RGB"))
+                photos.append(decode_photo(f.read(), state.settings.max_pixels))
         except (OSError, ImageRejected):
             continue
         hashes.append(row.sha256)
@@ -73,7 +73,7 @@ def explain_photos(state: ServiceState, image_ids: list[int]) -> dict[int, Heatm
         return {}
     encoder = state.encoder
     edges = (
-        EdgeCache(state.settings.edge_cache, encoder.edges).get_many(hashes, photos)
+        EdgeCache(state.settings.edge_cache / PHOTO_DECODING, encoder.edges).get_many(hashes, photos)
         if encoder.edges is not None
         else None
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated
 
 from fastapi import Path
@@ -75,6 +76,18 @@ class Match(BaseModel):
     )
 
 
+class SearchWarningCode(StrEnum):
+    LOOKS_LIKE_PHOTO = "looks_like_photo"
+
+
+class SearchWarning(BaseModel):
+    code: SearchWarningCode = Field(
+        description="looks_like_photo: the upload looks like a photo, not a drawing (solid areas, many "
+        "colours); it was searched as a drawing, so the results may not mean much"
+    )
+    message: str = Field(description="what to know about the answer, for a person")
+
+
 class SearchResponse(BaseModel):
     gallery: str
     index_version: int
@@ -101,6 +114,10 @@ class SearchResponse(BaseModel):
         description="how many of the k best matches the cutoff left out (0 without one)",
     )
     results: list[Match]
+    warnings: list[SearchWarning] = Field(
+        default_factory=list,
+        description="the search ran, but something about the upload may make its answer less useful",
+    )
 
 
 class GalleryInfo(BaseModel):

@@ -15,19 +15,26 @@ import numpy as np
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from app.errors import APIError
+from app.errors import APIError, image_rejected
 from app.explain_service import EXPLAIN_TOP, explain_photos, explain_sketch
-from app.schemas import ClassGuess, GalleryInfo, Match, SearchResponse
+from app.schemas import (
+    ClassGuess,
+    GalleryInfo,
+    Match,
+    SearchResponse,
+    SearchWarning,
+    SearchWarningCode,
+)
 from app.state import ServiceState
 from catalog.db.models import Gallery, ImageRecord
 from catalog.errors import NotFound
-from catalog.galleries import gallery_labels, gallery_names, resolve_gallery
+from catalog.galleries import gallery_labels, gallery_names, normal_label, resolve_gallery
 from catalog.index_store import LoadedIndex
 from catalog.ranking import Ranking, search_codes, similar_to
 from model.encode_batcher import Busy
 from model.encoding import Codes
-from model.imageio import ImageRejected, decode_image, is_png
-from model.preprocessing import BlankSketchError
+from model.imageio import ImageRejected, RejectReason, decode_image, is_png
+from model.preprocessing import BlankSketchError, looks_like_photo
 
 GUESSES = 5
 
@@ -38,9 +45,9 @@ def decode_sketch(data: bytes, max_pixels: int) -> Image.Image:
     try:
         return decode_image(data, max_pixels, formats=("PNG",))
     except ImageRejected as exc:
-        if exc.reason == "too_large":
-            raise APIError(413, "too_many_pixels", str(exc)) from None
-        raise APIError(422, "unreadable_sketch", f"the sketch could not be read: {exc}") from None
+        if exc.reason == RejectReason.TOO_LARGE:
+            raise image_rejected(exc, "too_many_pixels", str(exc)) from None
+        raise image_rejected(exc, "unreadable_sketch", f"the sketch could not be read: {exc}") from None
 
 
 def _index_for(state: ServiceState, gallery: str | None) -> LoadedIndex:
@@ -57,11 +64,19 @@ def _index_for(state: ServiceState, gallery: str | None) -> LoadedIndex:
     return index
 
 
+PHOTO_WARNING = SearchWarning(
+    code=SearchWarningCode.LOOKS_LIKE_PHOTO,
+    message="this looks like a photo rather than a drawing: it was searched as a drawing, so the "
+    "results may not mean much; draw the outline of what you are looking for instead",
+)
+
+
 @dataclass
 class EncodedSketch:
     codes: Codes
     image: Image.Image  # as decoded: explain lays the attention map back over it
     prepared: np.ndarray  # the network's input, (1, 3, S, S)
+    warnings: list[SearchWarning]
 
 
 async def encode_sketch(state: ServiceState, data: bytes) -> EncodedSketch:
@@ -73,17 +88,18 @@ async def encode_sketch(state: ServiceState, data: bytes) -> EncodedSketch:
             kept["image"] = decode_sketch(data, state.settings.max_sketch_pixels)
         with metrics.timed("preprocess"):
             kept["prepared"] = encoder.prepare_sketches([kept["image"]])
+            kept["warnings"] = [PHOTO_WARNING] if looks_like_photo(kept["image"]) else []
             return kept["prepared"]
 
     try:
         codes = await state.batcher.encode(prepare)
-    except BlankSketchError as exc:
-        raise APIError(422, "blank_sketch", str(exc)) from None
+    except BlankSketchError as exc:  # blank_sketch, sketch_too_small
+        raise APIError(422, exc.code, str(exc)) from None
     except Busy:
         raise APIError(
             429, "busy", "too many searches are waiting; try again in a moment", {"Retry-After": "1"}
         ) from None
-    return EncodedSketch(codes, kept["image"], kept["prepared"])
+    return EncodedSketch(codes, kept["image"], kept["prepared"], kept["warnings"])
 
 
 def _served_index(state: ServiceState, gallery: str | None) -> LoadedIndex | None:
@@ -127,6 +143,7 @@ def applicable_label(state: ServiceState, index: LoadedIndex, label: str | None)
     the filter could only answer an empty page."""
     if label is None:
         return None
+    label = normal_label(label)  # as stored: NFC, whichever form the client sent
     labels = labels_of(state, index)
     if not labels or label in labels:
         return label if labels else None
@@ -220,7 +237,9 @@ async def search(
 
     ranking, applied, labels = await run_in_threadpool(ranked)
     guesses = class_guesses(state, codes.continuous[0], labels)
-    response = _response(index, ranking, started, min_similarity, guesses=guesses, label=applied)
+    response = _response(
+        index, ranking, started, min_similarity, guesses=guesses, label=applied, warnings=sketch.warnings
+    )
     if explain:
         await _explain(state, sketch, response)
         response.took_ms = round((time.perf_counter() - started) * 1000, 2)

@@ -28,16 +28,17 @@ from catalog.enums import ImageOrigin, VersionState
 from catalog.index_store import IndexSpec, IndexType, Manifest, build_index, remove_version, write_version
 from catalog.locks import gallery_lock
 from catalog.ray_encoding import RayOptions, encode_on_ray
-from catalog.scan import Candidate, scan_source
+from catalog.scan import Candidate, printable, scan_source, storable
 from catalog.settings import Settings
 from model.edges.cache import EdgeCache
 from model.encoding import ImageEncoder
-from model.imageio import ImageRejected, decode_image, read_size
+from model.imageio import PHOTO_DECODING, ImageRejected, decode_photo, probe
 
 log = logging.getLogger(__name__)
 KEEP_VERSIONS = 2
 CPU_BATCH, GPU_BATCH = 32, 256
 HEARTBEAT_SECONDS = 5.0
+BAD_NAME = "bad_name"  # a failed item's reason: a file name the catalog cannot store (rename the file)
 
 
 @dataclass
@@ -50,6 +51,13 @@ class BuildReport:
     reused: int = 0
     removed: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
+    total: int = 0  # photos to index, after duplicates and deleted photos are left out
+    done: int = 0  # of those, how many have a code so far (reused or encoded)
+
+    def fail(self, path: Path | str, reason: str) -> None:
+        """One photo that could not be indexed, and why (its path printable whatever its bytes); the
+        build goes on without it."""
+        self.failed.append({"path": printable(path), "reason": reason})
 
 
 def gallery_dir(settings: Settings, name: str) -> Path:
@@ -78,8 +86,9 @@ class GalleryBuilder:
         self.index_type = index_type
         self.show_progress = show_progress
         self.ray = ray  # encode on a Ray cluster instead of in this process
-        self.codes = CodeCache(settings.code_cache, encoder.checksum, encoder.bits // 8)
-        self.edges = EdgeCache(settings.edge_cache, encoder.edges) if encoder.edges else None
+        # Codes and edge maps depend on how photos are decoded (upright, reduced): its tag is in the path.
+        self.codes = CodeCache(settings.code_cache / PHOTO_DECODING, encoder.checksum, encoder.bits // 8)
+        self.edges = EdgeCache(settings.edge_cache / PHOTO_DECODING, encoder.edges) if encoder.edges else None
 
     # -- steps -------------------------------------------------------------------------------------------
     def _gallery(self, name: str, source: Path | None) -> Gallery:
@@ -119,7 +128,7 @@ class GalleryBuilder:
             return set(rows)
 
     def _fingerprint(
-        self, candidates: list[Candidate], failed: list[dict[str, str]], progress: ProgressFn | None
+        self, candidates: list[Candidate], report: BuildReport, progress: ProgressFn | None
     ) -> list[Candidate]:
         """sha256 and header-checked size of every file; duplicates (same content) are kept once.
 
@@ -131,30 +140,35 @@ class GalleryBuilder:
             if progress and time.monotonic() - last_beat > HEARTBEAT_SECONDS:
                 progress(0, len(candidates))
                 last_beat = time.monotonic()
+            if not storable(cand.path):
+                report.fail(cand.path, f"{BAD_NAME}: the name is not UTF-8 text, as the catalog stores it")
+                continue
             try:
                 data = cand.path.read_bytes()
             except OSError as exc:
-                failed.append({"path": str(cand.path), "reason": f"unreadable: {exc.strerror or exc}"})
+                report.fail(cand.path, f"unreadable: {exc.strerror or exc}")
                 continue
             cand.sha256 = hashlib.sha256(data).hexdigest()
             cand.size_bytes = len(data)
             if cand.sha256 in unique:
                 continue
             try:
-                cand.width, cand.height = read_size(data, self.settings.max_pixels)
+                header = probe(data, self.settings.max_pixels)
             except ImageRejected as exc:
-                failed.append({"path": str(cand.path), "reason": f"{exc.reason}: {exc}"})
+                report.fail(cand.path, f"{exc.reason}: {exc}")
                 continue
+            cand.width, cand.height = header.width, header.height
             unique[cand.sha256] = cand
         return list(unique.values())
 
+    @staticmethod
+    def _advance(report: BuildReport, n: int, progress: ProgressFn | None) -> None:
+        report.done += n
+        if progress:
+            progress(report.done, report.total)
+
     def _encode(
-        self,
-        todo: list[Candidate],
-        failed: list[dict[str, str]],
-        progress: ProgressFn | None,
-        done: int,
-        total: int,
+        self, todo: list[Candidate], report: BuildReport, progress: ProgressFn | None
     ) -> dict[str, np.ndarray]:
         codes: dict[str, np.ndarray] = {}
         bar = tqdm(total=len(todo), desc="encode", unit="img", disable=not self.show_progress)
@@ -164,14 +178,13 @@ class GalleryBuilder:
             ok: list[Candidate] = []
             for cand in chunk:
                 try:
-                    image = decode_image(cand.path.read_bytes(), self.settings.max_pixels).convert("RGB")
+                    image = decode_photo(cand.path.read_bytes(), self.settings.max_pixels)
                 except ImageRejected as exc:
-                    failed.append({"path": str(cand.path), "reason": f"{exc.reason}: {exc}"})
+                    report.fail(cand.path, f"{exc.reason}: {exc}")
                     continue
                 except OSError as exc:
-                    failed.append({"path": str(cand.path), "reason": f"unreadable: {exc}"})
+                    report.fail(cand.path, f"unreadable: {exc}")
                     continue
-                cand.width, cand.height = image.size
                 images.append(image)
                 ok.append(cand)
             if images:
@@ -180,36 +193,30 @@ class GalleryBuilder:
                 for cand, code in zip(ok, packed, strict=True):
                     self.codes.put(cand.sha256, code)
                     codes[cand.sha256] = code
-            done += len(chunk)
             bar.update(len(chunk))
-            if progress:
-                progress(done, total)
+            self._advance(report, len(chunk), progress)
         bar.close()
         return codes
 
     def _encode_on_ray(
-        self,
-        todo: list[Candidate],
-        failed: list[dict[str, str]],
-        progress: ProgressFn | None,
-        done: int,
-        total: int,
+        self, todo: list[Candidate], report: BuildReport, progress: ProgressFn | None
     ) -> dict[str, np.ndarray]:
         assert self.ray is not None
         codes: dict[str, np.ndarray] = {}
-        counter = {"done": done}
 
         def accept(sha256: str, code: np.ndarray) -> None:
             self.codes.put(sha256, code)
             codes[sha256] = code
 
-        def advance(n: int) -> None:
-            counter["done"] += n
-            if progress:
-                progress(counter["done"], total)
-
         encode_on_ray(
-            todo, self.settings, self.encoder, self.ray, accept, failed, advance, self.show_progress
+            todo,
+            self.settings,
+            self.encoder,
+            self.ray,
+            accept,
+            report.fail,
+            lambda n: self._advance(report, n, progress),
+            self.show_progress,
         )
         return codes
 
@@ -319,7 +326,7 @@ class GalleryBuilder:
         with gallery_lock(lock_dir, gallery_name):
             report = BuildReport(gallery_name)
             gallery = self._gallery(gallery_name, source.resolve() if source else None)
-            candidates = self._fingerprint(self._candidates(gallery), report.failed, progress)
+            candidates = self._fingerprint(self._candidates(gallery), report, progress)
             excluded = self._excluded(gallery)
             candidates = [c for c in candidates if c.sha256 not in excluded]
             codes: dict[str, np.ndarray] = {}
@@ -330,12 +337,10 @@ class GalleryBuilder:
                     todo.append(cand)
                 else:
                     codes[cand.sha256] = cached
-            report.reused = len(codes)
-            total = len(candidates)
-            if progress:
-                progress(report.reused, total)
+            report.reused, report.total = len(codes), len(candidates)
+            self._advance(report, report.reused, progress)
             encode = self._encode_on_ray if self.ray is not None else self._encode
-            codes.update(encode(todo, report.failed, progress, report.reused, total))
+            codes.update(encode(todo, report, progress))
             report.encoded = len(codes) - report.reused
             indexed = [c for c in candidates if c.sha256 in codes]
             self._commit(gallery, indexed, codes, report)

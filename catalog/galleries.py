@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog.db.models import Gallery, ImageRecord
 from catalog.errors import Invalid, NotFound
+
+
+def normal_label(label: str) -> str:
+    """A label as stored and compared: Unicode NFC, so the ``café`` folder macOS wrote in NFD (``e`` +
+    combining accent) and the ``café`` typed in a search are one label."""
+    return unicodedata.normalize("NFC", label)
 
 
 def get_gallery(session: Session, name: str) -> Gallery:

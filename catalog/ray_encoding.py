@@ -32,7 +32,7 @@ from catalog.scan import Candidate
 from catalog.settings import Settings
 from model.checkpoint import file_checksum
 from model.encoding import ImageEncoder
-from model.imageio import ImageRejected, decode_image
+from model.imageio import ImageRejected, decode_photo
 from model.loader import configure_threads, load_encoder
 from model.onnx_runtime import graph_path
 
@@ -94,7 +94,7 @@ class PhotoEncoderActor:
         images, rows = [], []
         for i, path in enumerate(paths):
             try:
-                images.append(decode_image(Path(path).read_bytes(), self.max_pixels).convert("RGB"))
+                images.append(decode_photo(Path(path).read_bytes(), self.max_pixels))
                 rows.append(i)
             except ImageRejected as exc:
                 errors[i] = f"{exc.reason}: {exc}"
@@ -134,12 +134,12 @@ def encode_on_ray(
     encoder: ImageEncoder,
     options: RayOptions,
     accept: Callable[[str, np.ndarray], None],
-    failed: list[dict[str, str]],
+    fail: Callable[[str, str], None],
     progress: Callable[[int], None],
     show_progress: bool = True,
 ) -> None:
-    """Encode ``todo`` on Ray; ``accept(sha256, code)`` as codes arrive, failures appended to ``failed``,
-    ``progress(n)`` after every batch of n photos."""
+    """Encode ``todo`` on Ray; ``accept(sha256, code)`` as codes arrive, ``fail(path, reason)`` for each
+    photo that cannot be encoded, ``progress(n)`` after every batch of n photos."""
     if not todo:
         return
     checksum = file_checksum(settings.checkpoint)
@@ -190,7 +190,7 @@ def encode_on_ray(
         per_actor.update(str(a) for a in batch["actor"])
         for sha, code, error in zip(batch["sha256"], batch["code"], batch["error"], strict=True):
             if error:
-                failed.append({"path": paths[str(sha)], "reason": str(error)})
+                fail(paths[str(sha)], str(error))
             else:
                 accept(str(sha), code)
         bar.update(len(batch["sha256"]))

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from catalog.enums import ImageOrigin
 from catalog.errors import Invalid
-from model.imageio import IMAGE_EXTENSIONS
+from catalog.galleries import normal_label
+from model.imageio import IMAGE_EXTENSIONS, UNREADABLE_EXTENSIONS
 
 SYSTEM_ROOTS = ("/proc", "/sys", "/dev", "/run", "/boot")
 MAX_ENTRIES = 5_000_000  # files and folders looked at in one scan
@@ -58,8 +59,27 @@ def check_source_dir(source: str | Path) -> Path:
     return resolved
 
 
+def printable(path: Path | str) -> str:
+    """A path as text anyone can read and store: bytes that are not UTF-8 (a Latin-1 ``été.jpg``) as
+    ``\\xe9`` escapes, control characters escaped, everything else as it is."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
+def storable(path: Path | str) -> bool:
+    """Whether the path is valid UTF-8 text, as the database stores paths (a file system need not)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def scan_source(source: Path, max_entries: int = MAX_ENTRIES) -> list[Candidate]:
-    """Images below ``source``; a photo's label is its folder's name unless it sits in the root."""
+    """Images below ``source``; a photo's label is its folder's name (in NFC) unless it sits in the root.
+
+    Files named as images the project cannot read (``UNREADABLE_EXTENSIONS``) are found too, so the
+    build reports them instead of passing over them."""
     root = check_source_dir(source)
     found: list[Candidate] = []
     seen: set[tuple[int, int]] = set()
@@ -91,7 +111,7 @@ def scan_source(source: Path, max_entries: int = MAX_ENTRIES) -> list[Candidate]
                 continue  # a dangling link
             if stat.S_ISDIR(mode):
                 stack.append(path)
-            elif stat.S_ISREG(mode) and path.suffix.lower() in IMAGE_EXTENSIONS:
-                label = folder.name if folder != Path(source) else None
+            elif stat.S_ISREG(mode) and path.suffix.lower() in IMAGE_EXTENSIONS | UNREADABLE_EXTENSIONS:
+                label = normal_label(folder.name) if folder != Path(source) else None
                 found.append(Candidate(path, label, ImageOrigin.SOURCE))
     return sorted(found, key=lambda c: c.path)

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageChops, ImageFilter, ImageOps
+
+from model.imageio import high_bit_depth, to_rgb, unit_range
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: serving without PyTorch uses the arrays
     import torch
@@ -19,10 +21,6 @@ if TYPE_CHECKING:  # torch is imported where tensors are made: serving without P
 MEAN, STD = 0.5, 0.5  # EfficientNet-Lite expects inputs in [-1, 1]
 STROKE_THRESHOLD = 200  # a grey level below this (on a white background) counts as a stroke
 SKETCH_MARGIN = 0.06  # Sketchy sketches leave roughly this much white around the object
-
-
-class BlankSketchError(ValueError):
-    """The sketch has no strokes to search with."""
 
 
 @dataclass
@@ -76,47 +74,288 @@ def wobble(gray: np.ndarray, amplitude: float, rng: np.random.Generator) -> np.n
     )
 
 
-def flatten_alpha(image: Image.Image) -> Image.Image:
-    """Grayscale with transparency composited onto white (a web canvas is transparent where not drawn)."""
-    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+# -- sketch pixels: ink found relative to the paper --------------------------------------------------
+INK_FLOOR = 0.03  # weakest difference from the paper (0..1) that counts as ink on clean digital paper
+NOISE_SIGMAS = 5.0  # on noisy (photographed, scanned) paper, ink differs from it by more than this
+# How dark a drawing's strong strokes (its 95th percentile of ink, 0..1) are made: as dark as the
+# training sketches they are nearest to. TU-Berlin's grey strokes measure 0.47-0.65 (95% of them),
+# Sketchy's 1.0 (benchmarks/sketch_inputs.py): strokes in GREY_INK are left as drawn, fainter or
+# darker ones made black (a light pencil, a pale colour, a photographed page), with ramps of RAMP_INK
+# between, so nothing jumps.
+GREY_INK, RAMP_INK = (0.45, 0.7), 0.1
+FRAME_SHARE = 0.9  # a row or column this much ink, at an edge, is a frame or a band: no stroke is
+FRAME_DEPTH = 0.3  # frames and bands are cleared this far in from each edge at most (share of the side)
+FRAME_GAP = 0.05  # paper between the edge and a frame: at most this share of the side
+# px: an image, or a drawing in it, smaller than these across has too little for the network to see
+# (the smallest of the 5,925 Sketchy and TU-Berlin sketches spans 27 px: benchmarks/sketch_inputs.py)
+MIN_SKETCH_SIDE, MIN_DRAWING_SIDE = 32, 16
+_LIGHT_CONTENT = 0.85  # opaque content this light on a transparent canvas is light ink: laid on black
+_PAPER_SAMPLES = 2048  # pixels sampled to fit the paper's shading
+_MIN_ROOM = 0.1  # ink contrast is measured against at least this much paper brightness (or headroom)
+
+
+class BlankSketchError(ValueError):
+    """The sketch has nothing to search with; ``code`` says why, the message says it for a person."""
+
+    code = "blank_sketch"
+
+
+class SketchTooSmall(BlankSketchError):
+    """The drawing (or the whole image) is too small for the network to see anything in it."""
+
+    code = "sketch_too_small"
+
+
+def _flattened(image: Image.Image) -> np.ndarray:
+    """(H, W, C) float32 in 0..1, C = 1 for grey, 3 for colour, transparency composited away: every
+    mode and bit depth Pillow reads, scaled, never clipped (16-bit grey by 65535). 8-bit work stays in
+    Pillow, which is several times faster than numpy on a 2048x2048 canvas."""
+    if high_bit_depth(image):
+        values = unit_range(image)
+        transparent = image.info.get("transparency")
+        if isinstance(transparent, int):  # a 16-bit PNG's tRNS: one grey level is see-through
+            values = np.where(np.asarray(image) == transparent, np.float32(1.0), values)
+        return values[..., None]
+    if image.mode in ("LA", "La", "PA", "RGBA", "RGBa") or "transparency" in image.info:
         rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, rgba)
-    return image.convert("L")
+        lowest_alpha = rgba.getchannel("A").getextrema()[0]
+        if isinstance(lowest_alpha, int) and lowest_alpha < 253:  # some of it is see-through
+            level = _background(rgba)
+            rgba = Image.alpha_composite(Image.new("RGBA", rgba.size, (level, level, level, 255)), rgba)
+        image = rgba.convert("RGB")
+    elif image.mode not in ("1", "L"):
+        image = image.convert("RGB")
+    if image.mode == "RGB" and _grey(image):
+        image = image.convert("L")  # grey stored as colour: one channel is a third of the work
+    arr = np.asarray(image.convert("L") if image.mode == "1" else image, dtype=np.float32) / 255.0
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def _grey(rgb: Image.Image) -> bool:
+    r, g, b = rgb.split()
+    return ImageChops.difference(r, g).getbbox() is None and ImageChops.difference(g, b).getbbox() is None
+
+
+def _background(rgba: Image.Image) -> int:
+    """What transparency is laid on: white, unless light strokes were drawn on a mostly transparent
+    canvas (white chalk on a see-through layer), which go on black to stay visible."""
+    small = rgba.reduce(max(1, max(rgba.size) // 256))
+    pixels = np.asarray(small, dtype=np.float32) / 255.0
+    alpha = pixels[..., 3]
+    weight = float(alpha.sum())
+    light = weight > 0 and float((pixels[..., :3].mean(axis=-1) * alpha).sum()) / weight > _LIGHT_CONTENT
+    return 0 if light and float((alpha < 0.5).mean()) > 0.5 else 255
+
+
+def _paper(pixels: np.ndarray) -> np.ndarray:
+    """The paper's colour at every pixel: a quadratic surface per channel fitted to sampled pixels,
+    strokes left out as outliers, so grey, tinted, shadowed or unevenly lit paper (a photographed page)
+    is paper everywhere. The paper is what most of the image is, dark or light. Returns (H, W, C)."""
+    h, w, c = pixels.shape
+    step = max(1, int(np.sqrt(h * w / _PAPER_SAMPLES)))
+    ys, xs = np.arange(0, h, step), np.arange(0, w, step)
+    v, u = np.meshgrid(ys / max(h - 1, 1) * 2 - 1, xs / max(w - 1, 1) * 2 - 1, indexing="ij")
+    terms = np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=-1).reshape(-1, 6)
+    samples = pixels[ys][:, xs].reshape(-1, c).astype(np.float64)
+    level = np.median(samples, axis=0)
+    if (np.abs(samples - level).max(axis=1) <= 1 / 255).mean() > 0.5:  # flat paper: a digital drawing
+        return level.astype(np.float32).reshape(1, 1, c)
+    coef = np.zeros((6, c))
+    coef[0] = level
+    keep = np.ones(len(samples), bool)
+    for _ in range(4):
+        residual = np.sqrt(((samples - terms @ coef) ** 2).mean(axis=1))
+        spread = 1.4826 * float(np.median(residual[keep])) if keep.any() else 0.0
+        keep = residual <= max(3.0 * spread, INK_FLOOR)
+        if keep.sum() < 6:
+            break
+        kept = terms[keep]
+        coef = np.linalg.solve(kept.T @ kept + 1e-9 * np.eye(6), kept.T @ samples[keep])
+    cols = np.linspace(-1, 1, w, dtype=np.float32)[None, :, None]
+    rows = np.linspace(-1, 1, h, dtype=np.float32)[:, None, None]
+    k = coef.astype(np.float32)
+    return (k[0] + k[1] * cols + k[3] * cols * cols) + (k[2] * rows + k[5] * rows * rows) + k[4] * rows * cols
+
+
+def _noise(pixels: np.ndarray) -> float:
+    """The paper's pixel noise (standard deviation, 0..1) from neighbouring differences: strokes and
+    shading are too rare or too smooth to move their median. About 65,000 pairs are looked at."""
+    h, w = pixels.shape[:2]
+    if w < 2:
+        return 0.0
+    rows = pixels[:: max(1, h // 256)]
+    x = np.arange(0, w - 1, max(1, (w * len(rows)) // 65536))
+    diffs = np.abs(rows[:, x + 1] - rows[:, x]).max(axis=-1)
+    return float(np.median(diffs)) / (0.6745 * np.sqrt(2))
+
+
+def _clear_frames(ink: np.ndarray, mask: np.ndarray) -> None:
+    """Frames, borders and scanner bands set to paper in place: from each edge inward, rows (then
+    columns) that are nearly all ink, past a thin paper margin, until the drawing begins. A drawn
+    rectangle is no frame: its sides do not span the image, or do not lie at its edge. Shares are
+    taken inside the frame found so far, so a frame's sides count without its top and bottom."""
+    inside = [[0, mask.shape[0]], [0, mask.shape[1]]]  # rows, columns not yet taken by a frame
+    for _ in range(2):  # a frame's top and bottom first, then its sides; again for a frame in a frame
+        for axis in (0, 1):
+            (r0, r1), (c0, c1) = inside
+            share = mask[r0:r1, c0:c1].mean(axis=1 - axis) if r1 > r0 and c1 > c0 else np.zeros(0)
+            lo, n = inside[axis][0], len(share)
+            depth, gap = max(1, int(n * FRAME_DEPTH)), max(2, int(n * FRAME_GAP))
+            for end, order in ((0, range(depth)), (1, range(n - 1, n - 1 - depth, -1))):
+                for steps, i in enumerate(order):
+                    if share[i] >= FRAME_SHARE:
+                        index = (lo + i, slice(None)) if axis == 0 else (slice(None), lo + i)
+                        ink[index] = 0.0
+                        mask[index] = False
+                        inside[axis][end] = lo + i + 1 if end == 0 else lo + i
+                    elif share[i] > 0.01 or steps >= gap:
+                        break  # the drawing begins, or paper too wide for a margin
+
+
+def _strong_target(strong: float) -> float:
+    """How dark a drawing's strong strokes (``strong``, 0..1) are made; see GREY_INK."""
+    low, high = GREY_INK
+    if low <= strong <= high:
+        return strong
+    if strong < low:  # faint: black below low - RAMP_INK
+        return min(1.0, low + (1.0 - low) * (low - strong) / RAMP_INK)
+    return min(1.0, high + (1.0 - high) * (strong - high) / RAMP_INK)
+
+
+def ink_map(image: Image.Image) -> np.ndarray:
+    """How much ink each pixel holds, (H, W) float32 in 0..1, from any sketch Pillow reads.
+
+    Ink is what differs from the paper, whatever colours the two have: black on white, pencil grey,
+    light or coloured ink, grey or shadowed or photographed paper, chalk on a blackboard (polarity
+    comes from what most of the image is, not from its border). The contrast is stretched so the
+    drawing's own strong strokes are full ink; frames and edge bands are removed."""
+    pixels = _flattened(image)
+    paper = _paper(pixels)
+    noise = _noise(pixels)
+    # Ink darker than the paper (pen on paper) or lighter (chalk on a board): whichever most of the
+    # marks are. Ink then takes away a share of the light the paper has (or of the room it leaves),
+    # which stays the same across a shadow, where plain differences fade.
+    sample = pixels[::3, ::3] - paper[::3, ::3] if paper.shape[0] > 1 else pixels[::3, ::3] - paper
+    marked = np.abs(sample).max(axis=-1) > max(INK_FLOOR, NOISE_SIGMAS * noise)
+    dark = float(sample[marked].sum()) <= 0
+    room = np.maximum(paper if dark else 1.0 - paper, np.float32(_MIN_ROOM))
+    relative = np.subtract(paper, pixels) if dark else np.subtract(pixels, paper)
+    np.maximum(relative, 0.0, out=relative)
+    relative /= room
+    relative = relative.max(axis=-1) if relative.shape[-1] > 1 else relative[..., 0]  # any channel
+    floor = max(INK_FLOOR, NOISE_SIGMAS * noise / float(np.median(room)))
+    mask = relative > floor
+    _clear_frames(relative, mask)
+    if np.count_nonzero(mask) < 3:
+        return np.zeros(relative.shape, np.float32)
+    strong = max(float(np.percentile(relative[mask], 95)), 2 * floor)
+    ramp = relative - floor / 2  # noise fades out over floor/2..floor, never steps
+    ramp *= 2 / floor
+    np.clip(ramp, 0.0, 1.0, out=ramp)
+    relative *= _strong_target(strong) / strong
+    np.clip(relative, 0.0, 1.0, out=relative)
+    relative *= ramp
+    return relative.astype(np.float32, copy=False)
 
 
 def sketch_to_dark_on_white(image: Image.Image) -> Image.Image:
-    """Grayscale, strokes dark on a white background whatever the input's polarity."""
-    gray = flatten_alpha(image)
-    arr = np.asarray(gray)
-    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
-    if np.median(border) < 128:  # light strokes on a dark background
-        gray = ImageOps.invert(gray)
-    return gray
+    """Grayscale, strokes dark on a white background, whatever the input's colours, polarity, bit
+    depth or paper (see ``ink_map``)."""
+    return Image.fromarray(np.round(255.0 * (1.0 - ink_map(image))).astype(np.uint8), "L")
 
 
 def stroke_bbox(gray: Image.Image) -> tuple[int, int, int, int]:
-    """Bounding box of the strokes; raises BlankSketchError when there are none."""
-    arr = np.asarray(gray)
-    mask = arr < STROKE_THRESHOLD
-    if mask.sum() < 3:
+    """Bounding box of the strokes of a dark-on-white image; raises BlankSketchError when there are
+    none. A few stray pixels apart from the drawing (noise, dust) do not stretch it."""
+    mask = np.asarray(gray) < STROKE_THRESHOLD
+    total = int(mask.sum())
+    if total < 3:
         raise BlankSketchError("the sketch is blank: draw some strokes first")
-    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+    stray = max(2, total // 1000)
+
+    def span(counts: np.ndarray) -> tuple[int, int]:
+        """First and last index with strokes, skipping specks cut off from the rest by paper."""
+        found = np.flatnonzero(counts)
+        pieces = np.split(found, np.flatnonzero(np.diff(found) > 1) + 1)
+        while len(pieces) > 1 and counts[pieces[0]].sum() <= stray:
+            pieces.pop(0)
+        while len(pieces) > 1 and counts[pieces[-1]].sum() <= stray:
+            pieces.pop()
+        return int(pieces[0][0]), int(pieces[-1][-1]) + 1
+
+    left, right = span(mask.sum(axis=0))
+    top, bottom = span(mask.sum(axis=1))
+    return left, top, right, bottom
+
+
+def check_drawing_size(image: Image.Image, bbox: tuple[int, int, int, int]) -> None:
+    """SketchTooSmall for an image under MIN_SKETCH_SIDE pixels across, or a drawing in it under
+    MIN_DRAWING_SIDE."""
+    if max(image.size) < MIN_SKETCH_SIDE:
+        raise SketchTooSmall(
+            f"the sketch is only {image.width}x{image.height} pixels: draw it at least "
+            f"{MIN_SKETCH_SIDE} pixels across (a few hundred work best)"
+        )
+    w, h = bbox[2] - bbox[0], bbox[3] - bbox[1]
+    if max(w, h) < MIN_DRAWING_SIDE:
+        raise SketchTooSmall(
+            f"the drawing covers only {w}x{h} pixels of the {image.width}x{image.height} sketch: "
+            f"draw it larger, at least {MIN_DRAWING_SIDE} pixels across"
+        )
+
+
+# A drawing is lines: few of its inked pixels lie 2+ px inside a solid area at 256 px; a photo's do.
+# Colour in many hues is a photo's too (no drawing in ink of one colour on paper of another). Flagged:
+# 0.4% of the Sketchy and TU-Berlin sketches, 93% of Sketchy's photos (benchmarks/sketch_inputs.py).
+PHOTO_SOLID_SHARE, PHOTO_COLOUR_SHARE, PHOTO_HUES = 0.15, 0.2, 3
+
+
+def looks_like_photo(image: Image.Image) -> bool:
+    """Whether a sketch upload looks like a photo rather than a drawing: solid areas of ink rather
+    than lines, or colour in many hues. Judged on a copy of at most 256 px (a few milliseconds)."""
+    import cv2
+
+    small = image.copy()
+    small.thumbnail((256, 256))
+    inked = (ink_map(small) > 0.3).astype(np.uint8)
+    solid = cv2.erode(inked, np.ones((5, 5), np.uint8))
+    if inked.any() and solid.sum() / inked.sum() > PHOTO_SOLID_SHARE:
+        return True
+    hsv = np.asarray(to_rgb(small).convert("HSV"), dtype=np.float32) / 255.0
+    coloured = (hsv[..., 1] > 0.25) & (hsv[..., 2] > 0.2)
+    if coloured.mean() <= PHOTO_COLOUR_SHARE:
+        return False
+    hues = np.histogram(hsv[..., 0][coloured], bins=12, range=(0.0, 1.0))[0]
+    return int((hues > 0.05 * coloured.sum()).sum()) >= PHOTO_HUES
 
 
 def _square_side(w: int, h: int, margin: float) -> int:
     return round(max(w, h) * (1 + 2 * margin)) + 1
 
 
-def _pad_square(image: Image.Image, margin: float, shift: tuple[float, float] = (0.0, 0.0)) -> Image.Image:
-    w, h = image.size
+def _framed(
+    gray: Image.Image,
+    box: tuple[int, int, int, int],
+    size: int,
+    margin: float,
+    shift: tuple[float, float] = (0.0, 0.0),
+) -> Image.Image:
+    """The strokes in ``box`` centred (and shifted) in a white square with ``margin`` round them, at
+    ``size`` pixels. A square much larger than ``size`` is built from the strokes reduced first, so
+    time and memory follow ``size``, not the square a long thin drawing would need at full size."""
+    crop = gray.crop(box)
+    w, h = crop.size
     side = _square_side(w, h, margin)
-    canvas = Image.new("L", (side, side), 255)
     x = (side - w) // 2 + int(shift[0] * side)
     y = (side - h) // 2 + int(shift[1] * side)
-    canvas.paste(image, (max(0, min(side - w, x)), max(0, min(side - h, y))))
-    return canvas
+    factor = side // (4 * size)
+    if factor >= 2:
+        crop = crop.reduce(factor)
+        w, h = crop.size
+        side, x, y = max(w, h, round(side / factor)), round(x / factor), round(y / factor)
+    canvas = Image.new("L", (side, side), 255)
+    canvas.paste(crop, (max(0, min(side - w, x)), max(0, min(side - h, y))))
+    return canvas.resize((size, size), Image.Resampling.BILINEAR)
 
 
 def to_array(image: Image.Image) -> np.ndarray:
@@ -133,8 +372,13 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
 
 
 def normalise_sketch(image: Image.Image, size: int, augment: SketchAugment | None = None) -> Image.Image:
-    """Dark-on-white, cropped to the strokes, padded to a square, resized: a sketch drawn small in a
-    corner of a large canvas ends up framed like a dataset sketch."""
+    """Dark-on-white, cropped to the strokes, framed in a square, resized: a sketch drawn small in a
+    corner of a large canvas ends up framed like a dataset sketch.
+
+    Raises BlankSketchError without strokes, and (at search time, ``augment`` None) SketchTooSmall for
+    a drawing under MIN_DRAWING_SIDE pixels across."""
+    if augment is None and max(image.size) < MIN_SKETCH_SIDE:
+        check_drawing_size(image, (0, 0, *image.size))  # too small to look for strokes in
     gray = sketch_to_dark_on_white(image)
     rng = random.random
     if augment is not None and (augment.stroke_dropout or augment.jitter):
@@ -147,16 +391,14 @@ def normalise_sketch(image: Image.Image, size: int, augment: SketchAugment | Non
         gray = Image.fromarray(arr)
     if augment is not None and rng() < augment.thicken_prob:
         gray = gray.filter(ImageFilter.MinFilter(3))
-    cropped = gray.crop(stroke_bbox(gray))
+    box = stroke_bbox(gray)
     if augment is None:
-        square = _pad_square(cropped, SKETCH_MARGIN)
-    else:
-        lo, hi = augment.margin_range
-        shift = ((rng() * 2 - 1) * augment.shift, (rng() * 2 - 1) * augment.shift)
-        square = _pad_square(cropped, lo + (hi - lo) * rng(), shift)
-        if rng() < augment.flip_prob:
-            square = ImageOps.mirror(square)
-    return square.resize((size, size), Image.Resampling.BILINEAR)
+        check_drawing_size(image, box)
+        return _framed(gray, box, size, SKETCH_MARGIN)
+    lo, hi = augment.margin_range
+    shift = ((rng() * 2 - 1) * augment.shift, (rng() * 2 - 1) * augment.shift)
+    square = _framed(gray, box, size, lo + (hi - lo) * rng(), shift)
+    return ImageOps.mirror(square) if rng() < augment.flip_prob else square
 
 
 def sketch_frame(image: Image.Image) -> tuple[int, int, int]:

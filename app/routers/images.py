@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from app.deps import State
-from app.images import MEDIA_TYPES, image_record, thumbnail_path
+from app.images import image_record, thumbnail_path
 from app.schemas import DbId, error_responses
+from model.imageio import media_type
 
 router = APIRouter(tags=["images"])
 CACHE = {"Cache-Control": "public, max-age=86400"}
@@ -18,8 +17,7 @@ CACHE = {"Cache-Control": "public, max-age=86400"}
 @router.get("/images/{image_id}", response_class=FileResponse, responses=error_responses(404, 422))
 def get_image(image_id: DbId, state: State) -> FileResponse:
     record = image_record(state, image_id)
-    media = MEDIA_TYPES.get(Path(record.stored_path).suffix.lower(), "application/octet-stream")
-    return FileResponse(record.stored_path, media_type=media, headers=CACHE)
+    return FileResponse(record.stored_path, media_type=media_type(record.stored_path), headers=CACHE)
 
 
 @router.get("/images/{image_id}/thumbnail", response_class=FileResponse, responses=error_responses(404, 422))

@@ -1,0 +1,185 @@
+"""What the sketch preprocessing does with real drawings and photos: the figures behind its constants.
+
+- ``strong_ink``: percentiles of a drawing's strong-stroke ink (``model.preprocessing.GREY_INK``) over
+  the Sketchy and TU-Berlin sketches.
+- ``smallest_drawing_px``: the smallest drawing (the longer side of its strokes' box) among all the
+  Sketchy and TU-Berlin sketches (``model.preprocessing.MIN_DRAWING_SIDE`` must stay below it).
+- ``photo_warning``: the share of sketches that ``looks_like_photo`` flags (wrongly) and of Sketchy
+  photos it flags (rightly).
+- ``tu_berlin_guesses``: the checkpoint's first-guess accuracy on TU-Berlin sketches, which must not
+  drop when the preprocessing changes (its grey strokes are what the network was trained on).
+- ``shapes``: time and peak memory of decoding and preparing the largest sketches the cap allows, one
+  fresh process each.
+- ``against``: with ``--against REV``, how many of the Sketchy test sketches and a sample of TU-Berlin's
+  get other codes from the preprocessing of git revision REV (on ordinary drawings the two must agree).
+
+    python -m benchmarks.sketch_inputs [--checkpoint CKPT] [--against REV]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import io
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+import model.factory
+import model.preprocessing as prep
+from benchmarks.common import write_result
+from catalog.settings import DEFAULT_CHECKPOINT
+from model.factory import Encoder, load_encoder
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+SHAPES = ((40000, 104), (104, 40000), (2048, 2048))
+
+
+def strong_ink(paths: list[Path]) -> list[float]:
+    seen: list[float] = []
+    target = prep._strong_target
+    prep._strong_target = lambda strong: seen.append(strong) or target(strong)  # type: ignore[func-returns-value]
+    try:
+        for path in paths:
+            with Image.open(path) as image:
+                prep.ink_map(image)
+    finally:
+        prep._strong_target = target
+    return seen
+
+
+def smallest_drawing(paths: list[Path]) -> int:
+    sides = []
+    for path in paths:
+        with Image.open(path) as image:
+            left, top, right, bottom = prep.stroke_bbox(prep.sketch_to_dark_on_white(image))
+        sides.append(max(right - left, bottom - top))
+    return min(sides)
+
+
+def flagged(paths: list[Path]) -> float:
+    hits = 0
+    for path in paths:
+        with Image.open(path) as image:
+            hits += prep.looks_like_photo(image.convert("RGB") if path.suffix == ".jpg" else image)
+    return round(hits / len(paths), 4)
+
+
+def shape_cost(width: int, height: int) -> dict[str, float]:
+    image = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(image)
+    draw.line((10, height // 2, width - 10, height // 2), fill=0, width=3)
+    draw.line((width // 3, 10, width // 3, height - 10), fill=0, width=3)
+    buf = io.BytesIO()
+    image.save(buf, "PNG", optimize=True)
+    script = (
+        "import sys, time\n"
+        "from model.imageio import decode_image\n"
+        "from model.preprocessing import preprocess_sketch\n"
+        "data = sys.stdin.buffer.read()\n"
+        "def kb(key):\n"
+        "    line = next(l for l in open('/proc/self/status') if l.startswith(key))\n"
+        "    return int(line.split()[1])\n"
+        "before = kb('VmRSS')\n"
+        "open('/proc/self/clear_refs', 'w').write('5')  # the high-water mark starts again from here\n"
+        "start = time.perf_counter()\n"
+        "preprocess_sketch(decode_image(data, 4_194_304, ('PNG',)), 128)\n"
+        "took = time.perf_counter() - start\n"
+        "print(took, (kb('VmHWM') - before) / 1024)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], input=buf.getvalue(), capture_output=True, check=True
+    ).stdout.split()
+    return {
+        "png_kb": round(len(buf.getvalue()) / 1024, 1),
+        "ms": round(float(out[0]) * 1000),
+        "mb": round(float(out[1])),
+    }
+
+
+def against(revision: str, encoder: Encoder, paths: list[Path]) -> dict[str, object]:
+    """Codes of the same sketches from revision's preprocessing and from this one."""
+    source = subprocess.run(
+        ["git", "show", f"{revision}:model/preprocessing.py"], capture_output=True, check=True, cwd=REPO
+    ).stdout
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "old_preprocessing.py"
+        path.write_bytes(source)
+        spec = importlib.util.spec_from_file_location("old_preprocessing", path)
+        assert spec is not None and spec.loader is not None
+        old = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = old  # its dataclasses look their module up
+        spec.loader.exec_module(old)
+    images = [Image.open(p) for p in paths]
+    new_codes = encoder.encode_sketches(images).packed
+    current = model.factory.preprocess_sketch
+    model.factory.preprocess_sketch = old.preprocess_sketch  # type: ignore[attr-defined]
+    try:
+        old_codes = encoder.encode_sketches(images).packed
+    finally:
+        model.factory.preprocess_sketch = current
+    bits = np.unpackbits(np.bitwise_xor(new_codes, old_codes), axis=1).sum(axis=1)
+    return {
+        "revision": revision,
+        "sketches": len(paths),
+        "same_code": int((bits == 0).sum()),
+        "max_bits": int(bits.max()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    parser.add_argument(
+        "--against", metavar="REV", help="compare codes with this git revision's preprocessing"
+    )
+    args = parser.parse_args()
+    sketchy = sorted((SHARED / "sketchy-subset" / "sketch").rglob("*.png"))
+    tu_lines = (SHARED / "tu-berlin-40" / "sketches.txt").read_text().splitlines()
+    tu = [SHARED / "tu-berlin-40" / line.split(" ")[0] for line in tu_lines]
+    photos = sorted((SHARED / "sketchy-subset" / "photo").rglob("*.jpg"))
+    quantiles = [0, 1, 5, 50, 95, 99, 100]
+    result: dict[str, object] = {
+        "strong_ink": {
+            name: dict(
+                zip(
+                    map(str, quantiles),
+                    np.percentile(strong_ink(paths), quantiles).round(3).tolist(),
+                    strict=True,
+                )
+            )
+            for name, paths in (("sketchy", sketchy[::5]), ("tu_berlin", tu[::5]))
+        },
+        "smallest_drawing_px": smallest_drawing(sketchy + tu),
+        "photo_warning": {
+            "sketches_flagged": flagged(sketchy[::5] + tu[::5]),
+            "photos_flagged": flagged(photos[::5]),
+            "sketches": len(sketchy[::5] + tu[::5]),
+            "photos": len(photos[::5]),
+        },
+    }
+    encoder = load_encoder(args.checkpoint, "cpu")
+    items = [line.split(" ") for line in tu_lines][::4]
+    images = [Image.open(SHARED / "tu-berlin-40" / path) for path, _ in items]
+    labels = np.array([encoder.class_names.index(label) for _, label in items])
+    guesses = np.argmax(
+        encoder.sketch_class_probabilities(encoder.encode_sketches(images).continuous), axis=1
+    )
+    result["tu_berlin_guesses"] = {"accuracy": round(float((guesses == labels).mean()), 4), "n": len(items)}
+    result["shapes"] = {f"{w}x{h}": shape_cost(w, h) for w, h in SHAPES}
+    command = "python -m benchmarks.sketch_inputs"
+    if args.against:
+        test_lines = (REPO / "splits" / "sketchy_test_sketches.txt").read_text().splitlines()
+        sample = [SHARED / line.split(" ")[0] for line in test_lines] + tu[::20]
+        result["against"] = against(args.against, encoder, sample)
+        command += f" --against {args.against}"
+    write_result("sketch_inputs", result, command)
+
+
+if __name__ == "__main__":
+    main()
