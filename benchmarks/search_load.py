@@ -30,6 +30,7 @@ from catalog.db import migrate
 from catalog.db.models import Gallery, IndexVersion
 from catalog.db.session import make_engine, make_session_factory
 from catalog.enums import VersionState
+from catalog.index_rows import image_ids, write_rows
 from catalog.index_store import IndexSpec, Manifest, build_index, read_version, write_version
 from catalog.settings import DEFAULT_CHECKPOINT, load_settings
 from model.factory import load_encoder
@@ -44,17 +45,16 @@ def padded_index(settings, sessions, encoder, total: int) -> None:  # type: igno
     with sessions.begin() as session:
         gallery = session.scalar(select(Gallery).where(Gallery.name == "bench"))
         active = session.scalar(select(IndexVersion).where(IndexVersion.state == VersionState.ACTIVE))
-        index, real_ids, manifest = read_version(Path(active.path))
+        index, manifest = read_version(Path(active.path))
+        real_ids = image_ids(session, active.id, index.ntotal)
         real_codes = np.stack([index.reconstruct(i) for i in range(index.ntotal)]).astype(np.uint8)
         rng = np.random.default_rng(0)
         extra = total - len(real_ids)
         codes = np.concatenate([real_codes, rng.integers(0, 256, (extra, encoder.bits // 8), dtype=np.uint8)])
-        ids = np.concatenate([real_ids, np.arange(10**9, 10**9 + extra, dtype=np.int64)])  # no rows: filtered
         big = build_index(codes, encoder.bits, IndexSpec("BFlat"))
         path = write_version(
             gallery_dir(settings, "bench"),
             big,
-            ids,
             Manifest(
                 manifest.model_checksum,
                 encoder.bits,
@@ -65,16 +65,17 @@ def padded_index(settings, sessions, encoder, total: int) -> None:  # type: igno
             ),
         )
         active.state = VersionState.RETIRED
-        session.add(
-            IndexVersion(
-                gallery_id=gallery.id,
-                model_checksum=manifest.model_checksum,
-                bits=encoder.bits,
-                count=total,
-                path=str(path),
-                state=VersionState.ACTIVE,
-            )
+        padded = IndexVersion(
+            gallery_id=gallery.id,
+            model_checksum=manifest.model_checksum,
+            bits=encoder.bits,
+            count=total,
+            path=str(path),
+            state=VersionState.ACTIVE,
         )
+        session.add(padded)
+        session.flush()
+        write_rows(session, padded.id, real_ids)  # the random codes' rows hold no photo: never resolved
 
 
 def free_port() -> int:

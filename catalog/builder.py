@@ -25,6 +25,7 @@ from tqdm import tqdm
 from catalog.code_cache import CodeCache
 from catalog.db.models import Gallery, ImageExclusion, ImageRecord, IndexVersion
 from catalog.enums import ImageOrigin, VersionState
+from catalog.index_rows import write_rows
 from catalog.index_store import IndexSpec, IndexType, Manifest, build_index, remove_version, write_version
 from catalog.locks import gallery_lock
 from catalog.ray_encoding import RayOptions, encode_on_ray
@@ -272,7 +273,7 @@ class GalleryBuilder:
                 params=spec.params,
                 gallery_id=gallery.id,
             )
-            path = write_version(gallery_dir(self.settings, gallery.name), index, ids, manifest)
+            path = write_version(gallery_dir(self.settings, gallery.name), index, manifest)
             version = IndexVersion(
                 gallery_id=gallery.id,
                 model_checksum=self.encoder.checksum,
@@ -283,6 +284,7 @@ class GalleryBuilder:
             )
             session.add(version)
             session.flush()
+            write_rows(session, version.id, ids)
             report.version_id, report.version_path, report.count = version.id, path, len(rows)
 
     def _activate(self, gallery: Gallery, version_id: int) -> None:

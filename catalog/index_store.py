@@ -1,9 +1,10 @@
 """Index versions on disk: one directory per version, written whole or not at all.
 
 A version holds ``index.faiss`` (a plain FAISS binary index over positions 0..n-1, built from a factory
-string), ``ids.npy`` (the image id at each position) and ``manifest.json`` (model, bits, count, factory
-string and search parameters, and the sha256 of both data files). Plain index + id array costs
-bits/8 + 8 bytes a photo; FAISS's IndexBinaryIDMap2 would add a reverse hash table (~50 bytes a photo).
+string) and ``manifest.json`` (model, bits, count, factory string and search parameters, and the
+sha256 of the index file). Which photo each position holds is in the database (``index_entries``,
+``catalog.index_rows``), so a loaded version costs bits/8 bytes a photo: the codes and nothing else
+(an id array beside them cost 8 more; FAISS's IndexBinaryIDMap2 a reverse hash table, ~50 more).
 It is written into a temporary directory, fsynced and renamed into place, so a reader only ever sees
 complete versions; a file damaged later fails its checksum instead of loading silently.
 """
@@ -32,7 +33,6 @@ from catalog.enums import VersionState
 from model.files import fsync_dir
 
 INDEX_FILE = "index.faiss"
-IDS_FILE = "ids.npy"
 MANIFEST_FILE = "manifest.json"
 
 
@@ -106,19 +106,19 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_version(parent: Path, index: faiss.IndexBinary, ids: np.ndarray, manifest: Manifest) -> Path:
-    """Write into ``parent/.tmp-*``, fsync, rename to ``parent/v<time>-<id>``; returns the final path."""
-    if len(ids) != index.ntotal:
-        raise ValueError(f"{len(ids)} ids for {index.ntotal} codes")
+def write_version(parent: Path, index: faiss.IndexBinary, manifest: Manifest) -> Path:
+    """Write into ``parent/.tmp-*``, fsync, rename to ``parent/v<time>-<id>``; returns the final path.
+    The rows' photos go into the database with the version's row (``catalog.index_rows``)."""
+    if index.ntotal != manifest.count:
+        raise ValueError(f"{index.ntotal} codes, manifest says {manifest.count}")
     parent.mkdir(parents=True, exist_ok=True)
     name = f"v{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     tmp = parent / f".tmp-{name}"
     tmp.mkdir()
     faiss.write_index_binary(index, str(tmp / INDEX_FILE))
-    np.save(tmp / IDS_FILE, np.ascontiguousarray(ids, dtype=np.int64))
-    manifest.sha256 = {f: _sha256(tmp / f) for f in (INDEX_FILE, IDS_FILE)}
+    manifest.sha256 = {INDEX_FILE: _sha256(tmp / INDEX_FILE)}
     (tmp / MANIFEST_FILE).write_text(json.dumps(asdict(manifest), indent=1))
-    for file in (INDEX_FILE, IDS_FILE, MANIFEST_FILE):
+    for file in (INDEX_FILE, MANIFEST_FILE):
         with open(tmp / file, "rb") as f:
             os.fsync(f.fileno())
     fsync_dir(tmp)
@@ -147,29 +147,26 @@ def _check_files(path: Path, manifest: Manifest) -> None:
             raise IndexFileError(f"index version {path}: {file} is damaged (checksum mismatch)")
 
 
-def read_version(path: Path) -> tuple[faiss.IndexBinary, np.ndarray, Manifest]:
+def read_version(path: Path) -> tuple[faiss.IndexBinary, Manifest]:
     """Load and check a version: checksums, and as many codes of as many bits as the manifest says."""
     path = Path(path)
     manifest = read_manifest(path)
     _check_files(path, manifest)
     try:
         index = faiss.read_index_binary(str(path / INDEX_FILE))
-        if (path / IDS_FILE).exists():
-            ids = np.load(path / IDS_FILE, allow_pickle=False)
-        else:  # a version written with IndexBinaryIDMap2: keep its ids, drop its hash table
-            wrapped: Any = faiss.downcast_IndexBinary(index)  # SWIG: attributes are not typed
-            ids = faiss.vector_to_array(wrapped.id_map).astype(np.int64)
+        wrapped: Any = faiss.downcast_IndexBinary(index)  # SWIG: attributes are not typed
+        if isinstance(wrapped, faiss.IndexBinaryIDMap2):  # written before plain indexes: drop its map
             index = faiss.downcast_IndexBinary(wrapped.index)
             wrapped.own_fields = False
     except (RuntimeError, ValueError, OSError, AttributeError) as exc:
         raise IndexFileError(f"index version {path} cannot be read: {exc}") from None
-    if index.d != manifest.bits or index.ntotal != manifest.count or len(ids) != index.ntotal:
+    if index.d != manifest.bits or index.ntotal != manifest.count:
         raise IndexFileError(
-            f"index version {path} holds {index.ntotal} codes of {index.d} bits and {len(ids)} ids, "
+            f"index version {path} holds {index.ntotal} codes of {index.d} bits, "
             f"manifest says {manifest.count} of {manifest.bits}"
         )
     apply_params(index, manifest.params)
-    return index, ids, manifest
+    return index, manifest
 
 
 def remove_version(path: Path) -> None:
@@ -185,7 +182,6 @@ class LoadedIndex:
     version_id: int
     manifest: Manifest
     index: faiss.IndexBinary  # on the CPU: re-ranking reads candidates' codes from it
-    ids: np.ndarray
     search_index: faiss.IndexBinary | None = None  # a GPU copy when placed on one
 
     def __post_init__(self) -> None:
@@ -216,11 +212,6 @@ class LoadedIndex:
             return self._codes[positions]
         return np.stack([self.index.reconstruct(int(p)) for p in positions])
 
-    def position_of(self, image_id: int) -> int | None:
-        """Where an image's code sits in this version; None when it was added after the build."""
-        hits = np.flatnonzero(self.ids == image_id)
-        return int(hits[0]) if len(hits) else None
-
     def search(self, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Hamming distances and positions, nearest first; -1 where the index holds fewer than k."""
         k = max(1, min(k, self.count))
@@ -230,8 +221,8 @@ class LoadedIndex:
         return self.search_index.search(np.ascontiguousarray(codes, dtype=np.uint8), k)
 
     def memory_bytes(self) -> int:
-        """What the loaded version holds: the codes plus the id array (the index's own sizes)."""
-        return int(self.count * self.index.code_size + self.ids.nbytes)
+        """What the loaded version holds: its codes (the index's own sizes)."""
+        return int(self.count * self.index.code_size)
 
 
 def active_version(session: Session, gallery: str) -> IndexVersion | None:
@@ -248,6 +239,6 @@ def load_index(
     place: Callable[[faiss.IndexBinary], faiss.IndexBinary] | None = None,
 ) -> LoadedIndex:
     """Load and check a version; ``place`` puts a search copy elsewhere (a GPU)."""
-    index, ids, manifest = read_version(Path(version.path))
+    index, manifest = read_version(Path(version.path))
     search_index = place(index) if place is not None else index
-    return LoadedIndex(gallery, version.gallery_id, version.id, manifest, index, ids, search_index)
+    return LoadedIndex(gallery, version.gallery_id, version.id, manifest, index, search_index)

@@ -13,8 +13,9 @@ Both go the same way:
    Hamming shell (a FAISS range search; bounded by ``MAX_CANDIDATES``). So when thousands of photos
    tie at one Hamming distance, the result is the exact asymmetric top k over the whole gallery, not
    whichever tied rows FAISS happened to return first.
-4. One database query fetches the top rows, restricted to the index's own gallery, so an id never
-   resolves to another gallery's photo, and a photo deleted since the build simply drops out.
+4. One database query maps the top positions to their photos (``catalog.index_rows``), restricted to the
+   index's own gallery, so a row never resolves to another gallery's photo, and a photo deleted since
+   the build simply drops out.
 
 For "more like this" the query is the photo's own bits: every weight is 1, the distance is the Hamming
 distance, and step 3 takes in the whole tie shell at the k-th place.
@@ -27,11 +28,10 @@ from dataclasses import dataclass
 
 import faiss
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from catalog.db.models import ImageRecord
 from catalog.errors import Conflict
+from catalog.index_rows import photos_at, position_of
 from catalog.index_store import LoadedIndex
 from model.hashing import asymmetric_distances, unpack_bits
 
@@ -147,31 +147,26 @@ def _fetch(
     label: str | None,
     exclude: int | None,
 ) -> list[RankedImage]:
-    """The best ``k`` candidates' rows, in order, in as few queries as the deletes since the build allow."""
-    ids = index.ids[found.positions]
+    """The best ``k`` candidates' photos, in order, in as few queries as the deletes since the build allow."""
     results: list[RankedImage] = []
+    total = len(found.positions)
     with sessions() as session:
         # Rows only for the best candidates, in order; a photo deleted since the build is skipped and the
         # next chunk fetched, so the common case is one small query.
-        start, chunk = 0, (len(ids) if label is not None else k + FETCH_SLACK + (exclude is not None))
-        while len(results) < k and start < len(ids):
-            window = range(start, min(start + chunk, len(ids)))
-            # Three columns, not ORM objects: this runs on every search.
-            query = select(ImageRecord.id, ImageRecord.label, ImageRecord.stored_path).where(
-                ImageRecord.gallery_id == index.gallery_id,
-                ImageRecord.id.in_([int(ids[j]) for j in window]),
+        start, chunk = 0, (total if label is not None else k + FETCH_SLACK + (exclude is not None))
+        while len(results) < k and start < total:
+            window = range(start, min(start + chunk, total))
+            photos = photos_at(
+                session, index.version_id, index.gallery_id, [int(found.positions[j]) for j in window], label
             )
-            if label is not None:
-                query = query.where(ImageRecord.label == label)
-            rows = {row.id: row for row in session.execute(query)}
             for j in window:
-                row = rows.get(int(ids[j]))
-                if row is not None and row.id != exclude and len(results) < k:
+                photo = photos.get(int(found.positions[j]))
+                if photo is not None and photo.image_id != exclude and len(results) < k:
                     results.append(
                         RankedImage(
-                            row.id,
-                            row.label,
-                            row.stored_path,
+                            photo.image_id,
+                            photo.label,
+                            photo.stored_path,
                             int(found.hamming[j]),
                             float(found.distances[j]),
                         )
@@ -226,7 +221,8 @@ def similar_to(
 ) -> Ranking:
     """ "More like this": the index's gallery ranked by one of its photos' own bits, the photo left out.
     Raises NotIndexed when the photo is not in this index version."""
-    position = index.position_of(image_id)
+    with sessions() as session:
+        position = position_of(session, index.version_id, image_id)
     if position is None:
         raise NotIndexed(image_id, index.gallery)
     packed = index.codes_at(np.array([position]))[0]

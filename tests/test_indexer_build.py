@@ -20,6 +20,7 @@ from catalog.builder import GalleryBuilder, gallery_dir
 from catalog.db import migrate
 from catalog.db.models import ImageRecord, IndexVersion
 from catalog.db.session import make_engine, make_session_factory
+from catalog.index_rows import image_ids
 from catalog.index_store import IndexFileError, IndexType, active_version, load_index, read_version
 from catalog.live_indexes import IndexManager
 from catalog.locks import BuildLocked, gallery_lock
@@ -58,11 +59,14 @@ def test_full_build_on_real_photos(
         labels = set(session.scalars(select(ImageRecord.label)))
         assert labels == set(CLASSES)
         loaded = load_index("demo", version)
-        # ids in the index are the images' database ids
+        # every row of the index holds one of the gallery's photos, each photo once
         ids = set(session.scalars(select(ImageRecord.id)))
+        rows = image_ids(session, version.id, loaded.count)
     _, found = loaded.search(np.zeros((1, 8), np.uint8), 100)
-    assert set(loaded.ids[found[0]].tolist()) == ids
-    _index, _ids, manifest = read_version(Path(version.path))
+    assert set(rows[found[0]].tolist()) == ids and len(rows) == len(ids)
+    # the loaded version holds its codes alone: 8 bytes a 64-bit photo
+    assert loaded.memory_bytes() == 8 * loaded.count
+    _index, manifest = read_version(Path(version.path))
     assert manifest.count == 75 and manifest.model_checksum == load_encoder(tiny_checkpoint, "cpu").checksum
 
 
@@ -249,7 +253,7 @@ def test_manifest_records_the_factory_and_its_parameters(
         show_progress=False,
     )
     report = builder.build("g", source)
-    index, ids, manifest = read_version(report.version_path)  # type: ignore[arg-type]
+    index, manifest = read_version(report.version_path)  # type: ignore[arg-type]
     assert manifest.factory == "BIVF28" and manifest.params == {"nprobe": 1}
-    assert faiss.downcast_IndexBinary(index).nprobe == 1 and len(ids) == 50
-    assert set(manifest.sha256) == {"index.faiss", "ids.npy"}
+    assert faiss.downcast_IndexBinary(index).nprobe == 1 and index.ntotal == 50
+    assert set(manifest.sha256) == {"index.faiss"}

@@ -56,3 +56,53 @@ def test_image_sha256_unique_per_gallery(database_url: str) -> None:
         except IntegrityError:
             session.rollback()
     engine.dispose()
+
+
+def test_versions_written_before_0004_keep_their_rows_and_new_ones_get_ids_for_a_downgrade(
+    database_url: str, tmp_path
+) -> None:
+    import numpy as np
+    from sqlalchemy import text
+
+    from catalog.index_rows import image_ids, write_rows
+
+    migrate.upgrade(database_url, "0003")
+    engine = make_engine(database_url)
+    old = tmp_path / "old"
+    old.mkdir()
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO galleries (id, name, created_at) VALUES (1, 'g', CURRENT_TIMESTAMP)"))
+        for image_id in (5, 6, 7):
+            conn.execute(
+                text(
+                    "INSERT INTO images (id, gallery_id, stored_path, sha256, size_bytes, origin, "
+                    "created_at) VALUES (:i, 1, '/p', :s, 1, 'source', CURRENT_TIMESTAMP)"
+                ),
+                {"i": image_id, "s": f"{image_id:064d}"},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO index_versions (id, gallery_id, model_checksum, bits, count, path, state, "
+                "created_at) VALUES (1, 1, 'm', 64, 4, :p, 'active', CURRENT_TIMESTAMP)"
+            ),
+            {"p": str(old)},
+        )
+    np.save(old / "ids.npy", np.array([7, 5, 99, 6]))  # 99: a photo deleted since that build
+    migrate.upgrade(database_url)
+    with Session(engine) as session:
+        np.testing.assert_array_equal(image_ids(session, 1, 4), [7, 5, -1, 6])
+    # a version written now has no ids.npy; a downgrade writes one, so the older code can load it
+    new = tmp_path / "new"
+    new.mkdir()
+    with Session(engine) as session, session.begin():
+        session.execute(
+            text(
+                "INSERT INTO index_versions (id, gallery_id, model_checksum, bits, count, path, state, "
+                "created_at) VALUES (2, 1, 'm', 64, 2, :p, 'ready', CURRENT_TIMESTAMP)"
+            ),
+            {"p": str(new)},
+        )
+        write_rows(session, 2, np.array([6, 7]))
+    migrate.downgrade(database_url, "0003")
+    np.testing.assert_array_equal(np.load(new / "ids.npy"), [6, 7])
+    engine.dispose()

@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from catalog.db.migrate import upgrade
-from catalog.db.models import Gallery, ImageRecord
+from catalog.db.models import Gallery, ImageRecord, IndexVersion
 from catalog.db.session import make_engine, make_session_factory
+from catalog.index_rows import write_rows
 from catalog.index_store import IndexSpec, LoadedIndex, Manifest, build_index
 from catalog.ranking import NotIndexed, exact_candidates, search_codes, similar_to
 from model.hashing import asymmetric_distances, pack_bits, unpack_bits
@@ -30,11 +31,10 @@ def tied_codes(rng: np.random.Generator, n: int) -> np.ndarray:
     return pack_bits(codes)
 
 
-def loaded(codes: np.ndarray, ids: np.ndarray | None = None, gallery_id: int = 1) -> LoadedIndex:
+def loaded(codes: np.ndarray, gallery_id: int = 1, version_id: int = 1) -> LoadedIndex:
     index = build_index(codes, BITS, IndexSpec("BFlat"))
-    ids = np.arange(1, len(codes) + 1, dtype=np.int64) if ids is None else ids
     manifest = Manifest("m", BITS, len(codes), "now", None)
-    return LoadedIndex("g", gallery_id, 1, manifest, index, ids)
+    return LoadedIndex("g", gallery_id, version_id, manifest, index)
 
 
 def exhaustive(index: LoadedIndex, continuous: np.ndarray) -> np.ndarray:
@@ -80,8 +80,8 @@ def test_the_result_does_not_depend_on_row_order() -> None:
     packed = pack_bits(query_bits[None])[0]
     ids = np.arange(1, 3001, dtype=np.int64)
     perm = rng.permutation(3000)
-    a = exact_candidates(loaded(codes, ids), packed, continuous, k=10, depth=15)
-    b = exact_candidates(loaded(codes[perm], ids[perm]), packed, continuous, k=10, depth=15)
+    a = exact_candidates(loaded(codes), packed, continuous, k=10, depth=15)
+    b = exact_candidates(loaded(codes[perm]), packed, continuous, k=10, depth=15)
     np.testing.assert_allclose(a.distances[:10], b.distances[:10], rtol=1e-6)
     # the same photos, whatever order the index holds them in: all those strictly nearer than the 10th
     # (the codes equal to the 10th's are interchangeable: only their bits are stored)
@@ -130,9 +130,16 @@ def test_search_and_similar_share_one_path_and_leave_the_photo_out(sessions: ses
             )
         session.flush()
         gallery_id = gallery.id
-    with sessions() as session:
+    with sessions.begin() as session:
         ids = np.array(sorted(r.id for r in session.query(ImageRecord)), dtype=np.int64)
-    index = loaded(codes, ids, gallery_id)
+        version = IndexVersion(
+            gallery_id=gallery_id, model_checksum="m", bits=BITS, count=200, path="/nowhere"
+        )
+        session.add(version)
+        session.flush()
+        write_rows(session, version.id, ids)
+        version_id = version.id
+    index = loaded(codes, gallery_id, version_id)
     ranking = similar_to(sessions, index, int(ids[0]), k=10)
     assert ranking.exact and len(ranking.images) == 10
     assert int(ids[0]) not in {r.image_id for r in ranking.images}

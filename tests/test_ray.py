@@ -22,6 +22,7 @@ from catalog.db import migrate
 from catalog.db.models import Gallery, ImageRecord, Job
 from catalog.db.session import make_engine, make_session_factory
 from catalog.enums import JobState
+from catalog.index_rows import image_ids
 from catalog.index_store import active_version, read_version
 from catalog.jobs import enqueue_reindex
 from catalog.ray_encoding import RayOptions, ray_options
@@ -72,7 +73,8 @@ def snapshot(settings: Settings, sessions) -> dict[str, tuple]:  # type: ignore[
     with sessions() as session:
         version = active_version(session, "g")
         assert version is not None
-        index, ids, _ = read_version(Path(version.path))
+        index, _ = read_version(Path(version.path))
+        ids = image_ids(session, version.id, index.ntotal)
         codes = {int(i): index.reconstruct(n) for n, i in enumerate(ids)}
         rows = session.scalars(select(ImageRecord)).all()
         return {

@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from catalog.builder import BuildReport, GalleryBuilder
 from catalog.db.models import ImageRecord
+from catalog.index_rows import image_ids
 from model.factory import load_encoder
 from tests.helpers import (
     AUTH,
@@ -367,7 +368,8 @@ def codes_by_name(client: TestClient, gallery: str) -> dict[str, np.ndarray]:
                 )
             ).all()
         )
-    return {Path(paths[int(i)]).name: index.codes_at(np.array([n]))[0] for n, i in enumerate(index.ids)}
+        ids = image_ids(session, index.version_id, index.count)
+    return {Path(paths[int(i)]).name: index.codes_at(np.array([n]))[0] for n, i in enumerate(ids)}
 
 
 def hamming(a: np.ndarray, b: np.ndarray) -> int:
@@ -472,7 +474,9 @@ def test_an_mpo_upload_is_stored_and_indexed_like_a_jpeg(client: TestClient, ske
     assert job["state"] == "succeeded" and job["failed_items"] == [], job
     client.app.state.service.indexes.refresh()  # type: ignore[attr-defined]
     index = client.app.state.service.indexes.get("camera")  # type: ignore[attr-defined]
-    codes = {int(i): index.codes_at(np.array([n]))[0] for n, i in enumerate(index.ids)}
+    with client.app.state.service.sessions() as session:  # type: ignore[attr-defined]
+        ids = image_ids(session, index.version_id, index.count)
+    codes = {int(i): index.codes_at(np.array([n]))[0] for n, i in enumerate(ids)}
     assert hamming(codes[mpo_id], codes[jpeg_id]) <= 1
 
 

@@ -106,6 +106,21 @@ class IndexVersion(Base):
     activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class IndexEntry(Base):
+    """Which photo each row of an index version holds. The version's files store the codes alone (8 bytes
+    a 64-bit photo, the physical floor); the row -> photo mapping lives here, where deletions and
+    rebuilds already are. A deleted photo takes its entries with it; so does a dropped version."""
+
+    __tablename__ = "index_entries"
+    __table_args__ = (Index("ix_index_entries_version_image", "version_id", "image_id"),)
+
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("index_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+
+
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
