@@ -129,6 +129,9 @@ def train(
         float | None,
         typer.Option(help="with --init: scale the hash heads' last layer (same bits, unsaturated sigmoids)"),
     ] = None,
+    reinit_heads: Annotated[
+        bool, typer.Option(help="with --init: start the hash heads and classifiers afresh (backbones kept)")
+    ] = False,
     validation: Annotated[bool, typer.Option(help="hold out sketches for periodic evaluation")] = True,
     eval_every: int = 4,
     freeze_low_level: Annotated[

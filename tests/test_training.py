@@ -338,3 +338,18 @@ def test_a_sketch_and_its_own_photo_are_mirrored_together() -> None:
         assert sketch_left == photo_left
         sides.add(sketch_left)
     assert sides == {True, False}  # both orientations were drawn
+
+
+def test_reset_heads_starts_the_heads_afresh_and_keeps_the_backbones() -> None:
+    from training.training import reset_heads
+
+    config = ModelConfig(image_size=64, num_classes=2, class_names=["a", "b"], edge_detector="canny")
+    model = CSCAN(config, pretrained=False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    reset_heads(model)
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("photo_hash.") for k in changed) and any(
+        k.startswith("sketch_classifier.") for k in changed
+    )
+    assert not any(k.startswith(("photo_low", "photo_high", "sketch_low", "sketch_high")) for k in changed)

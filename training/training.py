@@ -64,6 +64,9 @@ class TrainConfig:
     # (median |pre-activation| 6.5 in the committed checkpoint, slope 0.0015), so new loss terms could
     # not move its codes; at 0.25 the slope is ~100x larger. None: unchanged.
     head_rescale: float | None = None
+    # Warm starts only: keep the backbones (and attention) but start the hash heads and classifiers
+    # afresh, so new loss terms shape codes that are not yet saturated into class labels.
+    reinit_heads: bool = False
     # Beyond the paper: make Sketchy's careful tracings look like drawings from memory (stroke pieces
     # dropped, lines wobbled). Measured in the model card; off unless asked for.
     stroke_augment: bool = False
@@ -327,6 +330,14 @@ def rescale_hash_heads(model: CSCAN, factor: float) -> None:
         last.bias.mul_(factor)
 
 
+def reset_heads(model: CSCAN) -> None:
+    """Fresh initialisation of both hash heads and both classifiers (the backbones are kept)."""
+    for part in (model.sketch_hash, model.photo_hash, model.sketch_classifier, model.photo_classifier):
+        for module in part.modules():
+            if isinstance(module, torch.nn.Linear | torch.nn.BatchNorm1d):
+                module.reset_parameters()
+
+
 def sketch_only_loss(model: CSCAN, data: TrainData, config: ModelConfig, train: TrainConfig, augment, device):
     """Cross-entropy of the sketch classifier on a few sketches that have no photo to pair with."""
     picks = random.sample(range(len(data.sketch_only)), min(train.sketch_only_batch, len(data.sketch_only)))
@@ -363,6 +374,8 @@ class Trainer:
             warm_start(self.model, init)
             if train.head_rescale is not None:
                 rescale_hash_heads(self.model, train.head_rescale)
+            if train.reinit_heads:
+                reset_heads(self.model)
         self.model.to(self.device)
         groups = param_groups(self.model, train)
         # Knowledge preservation's student head: the photo code's guess at the teacher's ImageNet classes.
