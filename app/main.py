@@ -10,14 +10,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import faiss
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from app.admin_service import MAX_UPLOAD_FILES
 from app.errors import install_error_handlers
 from app.guards import AdminTokenFirst, SecurityHeaders
 from app.limits import MULTIPART_SLACK, BodySizeLimit
-from app.metrics import Metrics
+from app.metrics import Metrics, RequestMetrics
 from app.routers import admin, health, images, search
 from app.state import ServiceState
 from app.static_pages import PagesOrMethodNotAllowed
@@ -145,16 +145,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine.dispose()
 
 
-def route_label(request: Request, status: int) -> str:
-    """The ``route`` label of the request metrics: the API route's path template, or for a page or
-    asset the static mounts served, its own path. Anything else (404s above all) is "unmatched", so
-    made-up paths cannot grow the label set without bound."""
-    route = request.scope.get("route")
-    if route is not None and hasattr(route, "path"):
-        return str(route.path)
-    return request.url.path if status < 400 else "unmatched"
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     # /docs loads Swagger UI from files installed with fastapi-offline, not from a CDN: the API's
@@ -175,18 +165,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (health.router, search.router, images.router, admin.router):
         app.include_router(router)
 
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next):
-        start = time.perf_counter()
-        response: Response = await call_next(request)
-        name = route_label(request, response.status_code)
-        metrics.requests.labels(name, request.method, str(response.status_code)).inc()
-        metrics.latency.labels(name).observe(time.perf_counter() - start)
-        return response
-
     if STATIC.is_dir():
         app.mount("/", PagesOrMethodNotAllowed(directory=STATIC, html=True, routes=app.routes), name="static")
     upload_limit = settings.max_upload_bytes + MULTIPART_SLACK
+    app.add_middleware(RequestMetrics, metrics=metrics)  # innermost: what the routes and pages answer
     app.add_middleware(
         BodySizeLimit,
         limits={"/search": upload_limit, "/admin/galleries": upload_limit * MAX_UPLOAD_FILES},

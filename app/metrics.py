@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from catalog.ranking import Ranking
 
@@ -70,3 +71,43 @@ class Metrics:
             self.stage.labels(stage).observe(seconds)
         if not ranking.exact:
             self.inexact.inc()
+
+
+class RequestMetrics:
+    """Counts requests and times them by route, as plain ASGI (Starlette's ``@app.middleware("http")``
+    adds a task group and a streamed response to every request: a measurable share of a search).
+
+    The ``route`` label is the API route's path template, or for a page or asset the static mounts
+    served, its own path. Anything else (404s above all) is "unmatched", so made-up paths cannot grow
+    the label set without bound."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            name = route_label(scope, status)
+            self.metrics.requests.labels(name, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(name).observe(time.perf_counter() - start)
+
+
+def route_label(scope: Scope, status: int) -> str:
+    route = scope.get("route")  # the router leaves the matched route in the request's scope
+    if route is not None and hasattr(route, "path"):
+        return str(route.path)
+    return str(scope["path"]) if status < 400 else "unmatched"

@@ -34,7 +34,7 @@ from catalog.ranking import Ranking, search_codes, similar_to
 from model.encode_batcher import Busy
 from model.encoding import Codes
 from model.imageio import ImageRejected, RejectReason, decode_image, is_png
-from model.preprocessing import BlankSketchError, looks_like_photo
+from model.preprocessing import BlankSketchError, ink_map, looks_like_photo
 
 GUESSES = 5
 
@@ -87,8 +87,10 @@ async def encode_sketch(state: ServiceState, data: bytes) -> EncodedSketch:
         with metrics.timed("decode"):
             kept["image"] = decode_sketch(data, state.settings.max_sketch_pixels)
         with metrics.timed("preprocess"):
-            kept["prepared"] = encoder.prepare_sketches([kept["image"]])
-            kept["warnings"] = [PHOTO_WARNING] if looks_like_photo(kept["image"]) else []
+            image = kept["image"]
+            ink = ink_map(image)  # once: the network's input and the photo check both read it
+            kept["prepared"] = encoder.prepare_sketches([image], [ink])
+            kept["warnings"] = [PHOTO_WARNING] if looks_like_photo(image, ink) else []
             return kept["prepared"]
 
     try:

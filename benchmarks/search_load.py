@@ -5,6 +5,15 @@ of 1M codes (the real gallery's codes padded with random codes).
 
 Starts `sketch-server` as a subprocess on a scratch data directory, measures concurrency 1 (latency)
 and concurrency 8 (throughput), reads the per-stage histograms from /metrics and the server's memory.
+
+Absolute times differ up to 3x between machines of one kind, so the figures that count are ratios
+against limits measured in the same run:
+
+- ``lone_p50_over_encode_plus_scan``: the lone search's median against the sum of its two irreducible
+  parts, one sketch encode and one scan of the index (the server's own stage means for those requests);
+- ``c8_throughput_over_encoder_alone``: searches a second at concurrency 8 against what the encoder
+  alone sustains in this process at the server's mean batch size (measured after the load, with the
+  server idle, with the same threads).
 """
 
 from __future__ import annotations
@@ -135,6 +144,35 @@ def stage_means(before: dict[str, tuple[float, float]], after: dict[str, tuple[f
     return means
 
 
+def batch_totals(base: str) -> tuple[float, float]:
+    """(sketches encoded, network calls) so far, from the server's batch-size histogram."""
+    text = httpx.get(f"{base}/metrics").text
+    total = float(re.search(r"sketch_encode_batch_size_sum ([\d.e+-]+)", text).group(1))  # type: ignore[union-attr]
+    calls = float(re.search(r"sketch_encode_batch_size_count ([\d.e+-]+)", text).group(1))  # type: ignore[union-attr]
+    return total, calls
+
+
+def encoder_alone(checkpoint: Path, sketches: list[bytes], batch: float, seconds: float = 8.0) -> float:
+    """Sketches a second through the network alone (prepared inputs, the server's backend and threads),
+    in batches of the server's mean size: the ceiling the concurrent service is held against."""
+    import io
+
+    from PIL import Image
+
+    from model.loader import configure_threads, load_encoder
+
+    configure_threads(2)  # SKETCH_TORCH_THREADS' default, as the server ran
+    encoder = load_encoder(checkpoint, "cpu")
+    size = max(1, round(batch))
+    prepared = encoder.prepare_sketches([Image.open(io.BytesIO(s)) for s in sketches[:size]])
+    encoder.encode_prepared_sketches(prepared)  # warm-up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        encoder.encode_prepared_sketches(prepared)
+        done += len(prepared)
+    return round(done / (time.perf_counter() - start), 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--codes", type=int, default=1_000_000)
@@ -186,10 +224,22 @@ def main() -> None:
                 single["median_ms"] - single["stages"]["encode_ms_mean"] - single["stages"]["scan_ms_mean"], 3
             )
             print(single, flush=True)
+            single["lone_p50_over_encode_plus_scan"] = round(
+                single["median_ms"] / (single["stages"]["encode_ms_mean"] + single["stages"]["scan_ms_mean"]),
+                3,
+            )
+            batches_before = batch_totals(base)
             eight = asyncio.run(run_load(base, sketches, 8, args.duration, args.requests * 4))
             eight["stages"] = stage_means(after_single, stage_totals(base))
-            print(eight, flush=True)
+            batches_after = batch_totals(base)
+            mean_batch = (batches_after[0] - batches_before[0]) / max(batches_after[1] - batches_before[1], 1)
+            eight["encode_batch_mean"] = round(mean_batch, 2)
             memory = rss_mb(server.pid)
+            eight["encoder_alone_sketches_per_s"] = encoder_alone(args.checkpoint, sketches, mean_batch)
+            eight["c8_throughput_over_encoder_alone"] = round(
+                eight["requests_per_s"] / eight["encoder_alone_sketches_per_s"], 3
+            )
+            print(eight, flush=True)
         finally:
             server.terminate()
             server.wait(timeout=30)

@@ -9,10 +9,11 @@ Both go the same way:
    query's own bits q = 1[c >= 0.5]: ||c - b||² = ||c - q||² + Σ_{j: b_j != q_j} |1 - 2 c_j|.
 3. Exactness: every photo outside the candidates differs from q in more bits than the farthest complete
    Hamming shell, so its distance is at least ||c - q||² plus the sum of that many of the smallest
-   weights. While the k-th best candidate is farther than that bound, the candidates are widened by one
-   Hamming shell (a FAISS range search; bounded by ``MAX_CANDIDATES``). So when thousands of photos
-   tie at one Hamming distance, the result is the exact asymmetric top k over the whole gallery, not
-   whichever tied rows FAISS happened to return first.
+   weights. When the k-th best candidate is farther than that bound, the candidates are widened to the
+   smallest Hamming radius whose outside cannot beat it (one FAISS range search; bounded by
+   ``MAX_CANDIDATES``). So when thousands of photos tie at one Hamming distance, the result is the
+   exact asymmetric top k over the whole gallery, not whichever tied rows FAISS happened to return
+   first.
 4. One database query maps the top positions to their photos (``catalog.index_rows``), restricted to the
    index's own gallery, so a row never resolves to another gallery's photo, and a photo deleted since
    the build simply drops out.
@@ -65,7 +66,9 @@ class Ranking:
     images: list[RankedImage]
     candidates: int  # photos re-ranked
     exact: bool  # the top k is the exact asymmetric top k over the whole index (else MAX_CANDIDATES hit)
-    seconds: dict[str, float]  # time spent per stage: "scan" (FAISS), "rerank", "fetch" (database)
+    seconds: dict[
+        str, float
+    ]  # per stage: "scan" (FAISS), "widen" (FAISS range), "rerank", "fetch" (database)
 
 
 def candidate_depth(k: int, label: str | None) -> int:
@@ -79,7 +82,8 @@ class Candidates:
     hamming: np.ndarray  # (n,) Hamming distances to the query's bits
     distances: np.ndarray  # (n,) asymmetric distances
     exact: bool
-    scan_seconds: float  # of which in FAISS
+    scan_seconds: float  # the first FAISS search
+    widen_seconds: float  # the range search that widened it (0 when not needed)
 
 
 def _lower_bounds(continuous: np.ndarray) -> tuple[float, np.ndarray]:
@@ -98,45 +102,53 @@ def _shell(index: LoadedIndex, packed: np.ndarray, radius: int) -> tuple[np.ndar
 def exact_candidates(
     index: LoadedIndex, packed: np.ndarray, continuous: np.ndarray, k: int, depth: int
 ) -> Candidates:
-    """The ``depth`` Hamming-nearest codes, widened shell by shell until they provably hold the exact
-    asymmetric top ``k`` of the index (or ``MAX_CANDIDATES`` is reached), ordered by asymmetric
-    distance (ties by Hamming distance, then position). ``packed`` (bits/8,), ``continuous`` (bits,)."""
+    """The ``depth`` Hamming-nearest codes, widened (once, straight to the radius the bound asks for)
+    until they provably hold the exact asymmetric top ``k`` of the index (unless that would take more
+    than ``MAX_CANDIDATES``), ordered by asymmetric distance (ties by Hamming distance, then position).
+    ``packed`` (bits/8,), ``continuous`` (bits,)."""
     started = time.perf_counter()
     hamming, positions = index.search(packed.reshape(1, -1), depth)
     scan_seconds = time.perf_counter() - started
     keep = positions[0] >= 0
     hamming, positions = hamming[0][keep].astype(np.int64), positions[0][keep].astype(np.int64)
-    complete = len(positions) >= index.count
+    if len(positions) >= index.count or not len(positions):  # the whole index: exact by definition
+        return _ranked(index, continuous, positions, hamming, True, scan_seconds, 0.0)
     # Every code nearer than the farthest candidate is among the candidates; the farthest shell may be
     # cut. (With a flat index FAISS is exact; HNSW/IVF are approximate and are not widened.)
-    radius = int(hamming[-1]) - 1 if len(hamming) and not complete else index.bits
+    radius = int(hamming[-1]) - 1
     base, least_extra = _lower_bounds(continuous)
-    flat = isinstance(faiss.downcast_IndexBinary(index.index), faiss.IndexBinaryFlat)
-    while True:
-        distances = asymmetric_distances(
-            continuous.reshape(1, -1), unpack_bits(index.codes_at(positions), index.bits)
-        )[0]
-        order = np.lexsort((positions, hamming, distances))
-        positions, hamming, distances = positions[order], hamming[order], distances[order]
-        if complete or radius >= index.bits:
-            return Candidates(positions, hamming, distances, True, scan_seconds)
-        kth = distances[min(k, len(distances)) - 1] if len(distances) else np.inf
-        # Codes outside are at least radius + 1 bits from q (q's own Hamming ball is what FAISS ranks).
-        if kth <= base + least_extra[radius + 1] + 1e-6:
-            return Candidates(positions, hamming, distances, True, scan_seconds)
-        if not flat:
-            return Candidates(positions, hamming, distances, False, scan_seconds)
-        started = time.perf_counter()
-        wider_pos, wider_ham = _shell(index, packed, radius + 1)
-        scan_seconds += time.perf_counter() - started
-        if len(wider_pos) > MAX_CANDIDATES:
-            return Candidates(positions, hamming, distances, False, scan_seconds)
-        seen = set(positions.tolist())
-        new = np.array([p not in seen for p in wider_pos.tolist()], dtype=bool)
-        positions = np.concatenate([positions, wider_pos[new]])
-        hamming = np.concatenate([hamming, wider_ham[new]])
-        radius += 1
-        complete = len(positions) >= index.count
+    found = _ranked(index, continuous, positions, hamming, True, scan_seconds, 0.0)
+    kth = found.distances[min(k, len(found.distances)) - 1]
+    # Codes outside the complete radius are at least radius + 1 bits from q: never nearer than this.
+    if kth <= base + least_extra[radius + 1] + 1e-6:
+        return found
+    if not isinstance(faiss.downcast_IndexBinary(index.index), faiss.IndexBinaryFlat):
+        return Candidates(found.positions, found.hamming, found.distances, False, scan_seconds, 0.0)
+    # The smallest radius r whose outside (r + 1 bits or more) cannot beat the k-th: one range search.
+    needed = int(np.searchsorted(least_extra, kth - base - 1e-6, side="left")) - 1
+    started = time.perf_counter()
+    wider_pos, wider_ham = _shell(index, packed, min(needed, index.bits))
+    widen_seconds = time.perf_counter() - started
+    if len(wider_pos) > MAX_CANDIDATES:
+        return Candidates(found.positions, found.hamming, found.distances, False, scan_seconds, widen_seconds)
+    # The shell holds every earlier candidate (they are at most radius + 1 <= needed bits away).
+    return _ranked(index, continuous, wider_pos, wider_ham, True, scan_seconds, widen_seconds)
+
+
+def _ranked(
+    index: LoadedIndex,
+    continuous: np.ndarray,
+    positions: np.ndarray,
+    hamming: np.ndarray,
+    exact: bool,
+    scan_seconds: float,
+    widen_seconds: float,
+) -> Candidates:
+    distances = asymmetric_distances(
+        continuous.reshape(1, -1), unpack_bits(index.codes_at(positions), index.bits)
+    )[0]
+    order = np.lexsort((positions, hamming, distances))
+    return Candidates(positions[order], hamming[order], distances[order], exact, scan_seconds, widen_seconds)
 
 
 def _fetch(
@@ -199,7 +211,8 @@ def search_codes(
     images = _fetch(sessions, index, found, k, label, exclude)
     seconds = {
         "scan": found.scan_seconds,
-        "rerank": ranked - started - found.scan_seconds,
+        "widen": found.widen_seconds,
+        "rerank": ranked - started - found.scan_seconds - found.widen_seconds,
         "fetch": time.perf_counter() - ranked,
     }
     exact = found.exact and (label is None or len(found.positions) >= index.count)

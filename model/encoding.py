@@ -96,9 +96,17 @@ class ImageEncoder(ABC):
         return list(self.config.class_names)
 
     # -- sketches ---------------------------------------------------------------------------------------
-    def prepare_sketches(self, sketches: list[Image.Image]) -> np.ndarray:
-        """(N, 3, S, S) float32 network inputs; raises BlankSketchError for a blank sketch."""
-        return np.stack([sketch_array(s, self.config.image_size) for s in sketches])
+    def prepare_sketches(
+        self, sketches: list[Image.Image], inks: Sequence[np.ndarray] | None = None
+    ) -> np.ndarray:
+        """(N, 3, S, S) float32 network inputs; raises BlankSketchError for a blank sketch. ``inks``:
+        the sketches' ink maps (``model.preprocessing.ink_map``) when the caller computed them already."""
+        return np.stack(
+            [
+                sketch_array(s, self.config.image_size, inks[i] if inks is not None else None)
+                for i, s in enumerate(sketches)
+            ]
+        )
 
     @abstractmethod
     def encode_prepared_sketches(self, batch: np.ndarray) -> Codes:

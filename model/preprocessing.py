@@ -231,7 +231,9 @@ def ink_map(image: Image.Image) -> np.ndarray:
     drawing's own strong strokes are full ink; frames and edge bands are removed."""
     pixels = _flattened(image)
     paper = _paper(pixels)
-    noise = _noise(pixels)
+    # Flat paper (one level: a digital drawing) has no pixel noise by definition; measuring it costs a
+    # third of a small sketch's preprocessing.
+    noise = 0.0 if paper.shape[:2] == (1, 1) else _noise(pixels)
     # Ink darker than the paper (pen on paper) or lighter (chalk on a board): whichever most of the
     # marks are. Ink then takes away a share of the light the paper has (or of the room it leaves),
     # which stays the same across a shadow, where plain differences fade.
@@ -258,10 +260,11 @@ def ink_map(image: Image.Image) -> np.ndarray:
     return relative.astype(np.float32, copy=False)
 
 
-def sketch_to_dark_on_white(image: Image.Image) -> Image.Image:
+def sketch_to_dark_on_white(image: Image.Image, ink: np.ndarray | None = None) -> Image.Image:
     """Grayscale, strokes dark on a white background, whatever the input's colours, polarity, bit
-    depth or paper (see ``ink_map``)."""
-    return Image.fromarray(np.round(255.0 * (1.0 - ink_map(image))).astype(np.uint8), "L")
+    depth or paper (see ``ink_map``; ``ink`` is the image's own ink map when the caller has it)."""
+    ink = ink_map(image) if ink is None else ink
+    return Image.fromarray(np.round(255.0 * (1.0 - ink)).astype(np.uint8), "L")
 
 
 def stroke_bbox(gray: Image.Image) -> tuple[int, int, int, int]:
@@ -310,17 +313,28 @@ def check_drawing_size(image: Image.Image, bbox: tuple[int, int, int, int]) -> N
 PHOTO_SOLID_SHARE, PHOTO_COLOUR_SHARE, PHOTO_HUES = 0.15, 0.2, 3
 
 
-def looks_like_photo(image: Image.Image) -> bool:
+PHOTO_CHECK_SIDE = 256  # looks_like_photo judges a copy of at most this many pixels across
+GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # no colour channels
+
+
+def looks_like_photo(image: Image.Image, ink: np.ndarray | None = None) -> bool:
     """Whether a sketch upload looks like a photo rather than a drawing: solid areas of ink rather
-    than lines, or colour in many hues. Judged on a copy of at most 256 px (a few milliseconds)."""
+    than lines, or colour in many hues. Judged on a copy of at most 256 px (a few milliseconds);
+    ``ink``, the image's own ink map, is used as it is when the image is no larger than that."""
     import cv2
 
-    small = image.copy()
-    small.thumbnail((256, 256))
-    inked = (ink_map(small) > 0.3).astype(np.uint8)
+    if max(image.size) <= PHOTO_CHECK_SIDE:
+        small, ink = image, ink_map(image) if ink is None else ink
+    else:
+        small = image.copy()
+        small.thumbnail((PHOTO_CHECK_SIDE, PHOTO_CHECK_SIDE))
+        ink = ink_map(small)
+    inked = (ink > 0.3).astype(np.uint8)
     solid = cv2.erode(inked, np.ones((5, 5), np.uint8))
     if inked.any() and solid.sum() / inked.sum() > PHOTO_SOLID_SHARE:
         return True
+    if small.mode in GREY_MODES:
+        return False  # no colour to be in many hues
     hsv = np.asarray(to_rgb(small).convert("HSV"), dtype=np.float32) / 255.0
     coloured = (hsv[..., 1] > 0.25) & (hsv[..., 2] > 0.2)
     if coloured.mean() <= PHOTO_COLOUR_SHARE:
@@ -371,15 +385,18 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(to_array(image))
 
 
-def normalise_sketch(image: Image.Image, size: int, augment: SketchAugment | None = None) -> Image.Image:
+def normalise_sketch(
+    image: Image.Image, size: int, augment: SketchAugment | None = None, ink: np.ndarray | None = None
+) -> Image.Image:
     """Dark-on-white, cropped to the strokes, framed in a square, resized: a sketch drawn small in a
-    corner of a large canvas ends up framed like a dataset sketch.
+    corner of a large canvas ends up framed like a dataset sketch. ``ink``: the image's ink map, when
+    the caller has it already (the search checks the same map for a photo).
 
     Raises BlankSketchError without strokes, and (at search time, ``augment`` None) SketchTooSmall for
     a drawing under MIN_DRAWING_SIDE pixels across."""
     if augment is None and max(image.size) < MIN_SKETCH_SIDE:
         check_drawing_size(image, (0, 0, *image.size))  # too small to look for strokes in
-    gray = sketch_to_dark_on_white(image)
+    gray = sketch_to_dark_on_white(image, ink)
     rng = random.random
     if augment is not None and (augment.stroke_dropout or augment.jitter):
         generator = np.random.default_rng(random.getrandbits(32))
@@ -422,9 +439,9 @@ def preprocess_sketch(image: Image.Image, size: int, augment: SketchAugment | No
     return to_tensor(normalise_sketch(image, size, augment))
 
 
-def sketch_array(image: Image.Image, size: int) -> np.ndarray:
+def sketch_array(image: Image.Image, size: int, ink: np.ndarray | None = None) -> np.ndarray:
     """``preprocess_sketch`` (no augmentation) as a NumPy array: the serving path without PyTorch."""
-    return to_array(normalise_sketch(image, size))
+    return to_array(normalise_sketch(image, size, ink=ink))
 
 
 def letterbox(image: Image.Image, size: int, fill: int | tuple[int, int, int]) -> Image.Image:
