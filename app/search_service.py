@@ -8,6 +8,7 @@ expensive uploads meets the 429 limit before any of them is decoded.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,7 +80,11 @@ class EncodedSketch:
     warnings: list[SearchWarning]
 
 
-async def encode_sketch(state: ServiceState, data: bytes) -> EncodedSketch:
+async def encode_sketch(
+    state: ServiceState, data: bytes, then: Callable[[Codes], Any] | None = None
+) -> tuple[EncodedSketch, Any]:
+    """The sketch decoded, prepared and encoded, and what ``then`` makes of its codes (on a pool thread,
+    straight after the network: the ranking, without a hop back to the event loop first)."""
     metrics, encoder = state.metrics, state.encoder
     kept: dict[str, Any] = {}
 
@@ -93,15 +98,18 @@ async def encode_sketch(state: ServiceState, data: bytes) -> EncodedSketch:
             kept["warnings"] = [PHOTO_WARNING] if looks_like_photo(image, ink) else []
             return kept["prepared"]
 
+    def follow_up(codes: Codes) -> tuple[Codes, Any]:
+        return codes, then(codes) if then is not None else None
+
     try:
-        codes = await state.batcher.encode(prepare)
+        codes, followed = await state.batcher.encode(prepare, follow_up)
     except BlankSketchError as exc:  # blank_sketch, sketch_too_small
         raise APIError(422, exc.code, str(exc)) from None
     except Busy:
         raise APIError(
             429, "busy", "too many searches are waiting; try again in a moment", {"Retry-After": "1"}
         ) from None
-    return EncodedSketch(codes, kept["image"], kept["prepared"], kept["warnings"])
+    return EncodedSketch(codes, kept["image"], kept["prepared"], kept["warnings"]), followed
 
 
 def _served_index(state: ServiceState, gallery: str | None) -> LoadedIndex | None:
@@ -227,17 +235,16 @@ async def search(
     started = time.perf_counter()
     served = _served_index(state, gallery)
     index = served if served is not None else await run_in_threadpool(_index_for, state, gallery)
-    sketch = await encode_sketch(state, data)
-    codes = sketch.codes
 
-    def ranked() -> tuple[Ranking, str | None, frozenset[str]]:
+    def ranked(codes: Codes) -> tuple[Ranking, str | None, frozenset[str]]:
         labels = labels_of(state, index)  # a database query once per index version: off the event loop
         applied = applicable_label(state, index, label)
         ranking = search_codes(state.sessions, index, codes.packed[0], codes.continuous[0], k, applied)
         state.metrics.record_ranking(ranking)
         return ranking, applied, labels
 
-    ranking, applied, labels = await run_in_threadpool(ranked)
+    sketch, (ranking, applied, labels) = await encode_sketch(state, data, ranked)
+    codes = sketch.codes
     guesses = class_guesses(state, codes.continuous[0], labels)
     response = _response(
         index, ranking, started, min_similarity, guesses=guesses, label=applied, warnings=sketch.warnings

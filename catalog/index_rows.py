@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from catalog.db.models import ImageRecord, IndexEntry
@@ -39,6 +39,19 @@ class RowPhoto:
     stored_path: str
 
 
+_PHOTOS_AT = (
+    select(IndexEntry.position, ImageRecord.id, ImageRecord.label, ImageRecord.stored_path)
+    .join(ImageRecord, ImageRecord.id == IndexEntry.image_id)
+    .where(
+        IndexEntry.version_id == bindparam("version_id"),
+        IndexEntry.position.in_(bindparam("positions", expanding=True)),
+        ImageRecord.gallery_id == bindparam("gallery_id"),
+    )
+)
+# Built once: composing the statement for every search cost more than running it (0.3 of 0.45 ms).
+_PHOTOS_AT_LABEL = _PHOTOS_AT.where(ImageRecord.label == bindparam("label"))
+
+
 def photos_at(
     session: Session,
     version_id: int,
@@ -48,21 +61,15 @@ def photos_at(
 ) -> dict[int, RowPhoto]:
     """The photos at these positions of a version (three columns each, one query), keyed by position;
     positions whose photo was deleted, or another gallery's, or without ``label`` are left out."""
-    query = (
-        select(IndexEntry.position, ImageRecord.id, ImageRecord.label, ImageRecord.stored_path)
-        .join(ImageRecord, ImageRecord.id == IndexEntry.image_id)
-        .where(
-            IndexEntry.version_id == version_id,
-            IndexEntry.position.in_([int(p) for p in positions]),
-            ImageRecord.gallery_id == gallery_id,
-        )
-    )
-    if label is not None:
-        query = query.where(ImageRecord.label == label)
-    return {
-        row.position: RowPhoto(row.position, row.id, row.label, row.stored_path)
-        for row in session.execute(query)
+    params: dict[str, object] = {
+        "version_id": version_id,
+        "gallery_id": gallery_id,
+        "positions": [int(p) for p in positions],
     }
+    if label is not None:
+        params["label"] = label
+    rows = session.connection().execute(_PHOTOS_AT_LABEL if label is not None else _PHOTOS_AT, params)
+    return {row.position: RowPhoto(row.position, row.id, row.label, row.stored_path) for row in rows}
 
 
 def position_of(session: Session, version_id: int, image_id: int) -> int | None:
