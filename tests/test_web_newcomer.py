@@ -230,7 +230,7 @@ def test_only_close_matches_says_how_many_it_hid(server: str, offline) -> None: 
     offline.wait_for_selector("#results li", timeout=30_000)
     assert offline.locator("#cutoff-note").is_hidden() and len(every) == 24
     # a cutoff between the answer's own similarities, so that some photos stay and some go
-    # whole percents at or below each similarity: rounding up (0.90625 -> 91) would drop the photos it came from
+    # whole percents at or below each similarity: rounding 0.90625 up to 91 would drop the photos it came from
     percents = sorted({math.floor(m["similarity"] * 100) for m in every if m["similarity"] >= 0.5})
     assert len(percents) > 1, percents
     percent = percents[len(percents) // 2]  # above the lowest, so that photos at the lowest go
