@@ -12,6 +12,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,6 +79,7 @@ class GalleryBuilder:
         index_type: IndexType = IndexType.FLAT,
         show_progress: bool = True,
         ray: RayOptions | None = None,
+        prefetch: bool = True,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -87,8 +89,11 @@ class GalleryBuilder:
         self.index_type = index_type
         self.show_progress = show_progress
         self.ray = ray  # encode on a Ray cluster instead of in this process
+        self.prefetch = prefetch  # prepare the next batch while the network runs (False: one after another)
         # Codes and edge maps depend on how photos are decoded (upright, reduced): its tag is in the path.
-        self.codes = CodeCache(settings.code_cache / PHOTO_DECODING, encoder.checksum, encoder.bits // 8)
+        self.codes = CodeCache(
+            settings.code_cache / PHOTO_DECODING, encoder.photo_codes_key, encoder.bits // 8
+        )
         self.edges = EdgeCache(settings.edge_cache / PHOTO_DECODING, encoder.edges) if encoder.edges else None
 
     # -- steps -------------------------------------------------------------------------------------------
@@ -168,34 +173,54 @@ class GalleryBuilder:
         if progress:
             progress(report.done, report.total)
 
+    def _prepare(
+        self, chunk: list[Candidate], report: BuildReport
+    ) -> tuple[list[Candidate], tuple[np.ndarray, np.ndarray | None] | None]:
+        """Decode a batch, draw (or reuse) its edge maps and make the network's inputs; the photos that
+        cannot be read are reported and left out."""
+        images: list[Image.Image] = []
+        ok: list[Candidate] = []
+        for cand in chunk:
+            try:
+                image = decode_photo(cand.path.read_bytes(), self.settings.max_pixels)
+            except ImageRejected as exc:
+                report.fail(cand.path, f"{exc.reason}: {exc}")
+                continue
+            except OSError as exc:
+                report.fail(cand.path, f"unreadable: {exc}")
+                continue
+            images.append(image)
+            ok.append(cand)
+        if not images:
+            return ok, None
+        edges = self.edges.get_many([c.sha256 for c in ok], images) if self.edges else None
+        return ok, self.encoder.photo_arrays(images, edges)
+
     def _encode(
         self, todo: list[Candidate], report: BuildReport, progress: ProgressFn | None
     ) -> dict[str, np.ndarray]:
+        """Codes of ``todo``, cached as they come. With ``prefetch`` one thread prepares the next batch
+        (decoding, edge maps, resizing: mostly in Pillow and OpenCV, outside the GIL) while the network
+        encodes this one, so the cores the network leaves idle between its kernels do that work."""
         codes: dict[str, np.ndarray] = {}
         bar = tqdm(total=len(todo), desc="encode", unit="img", disable=not self.show_progress)
-        for start in range(0, len(todo), self.batch_size):
-            chunk = todo[start : start + self.batch_size]
-            images: list[Image.Image] = []
-            ok: list[Candidate] = []
-            for cand in chunk:
-                try:
-                    image = decode_photo(cand.path.read_bytes(), self.settings.max_pixels)
-                except ImageRejected as exc:
-                    report.fail(cand.path, f"{exc.reason}: {exc}")
-                    continue
-                except OSError as exc:
-                    report.fail(cand.path, f"unreadable: {exc}")
-                    continue
-                images.append(image)
-                ok.append(cand)
-            if images:
-                edges = self.edges.get_many([c.sha256 for c in ok], images) if self.edges else None
-                packed = self.encoder.encode_photos(images, edges, self.batch_size).packed
-                for cand, code in zip(ok, packed, strict=True):
-                    self.codes.put(cand.sha256, code)
-                    codes[cand.sha256] = code
-            bar.update(len(chunk))
-            self._advance(report, len(chunk), progress)
+        chunks = [todo[start : start + self.batch_size] for start in range(0, len(todo), self.batch_size)]
+        with ThreadPoolExecutor(1, thread_name_prefix="prepare") as pool:
+            ahead = pool.submit(self._prepare, chunks[0], report) if self.prefetch and chunks else None
+            for i, chunk in enumerate(chunks):
+                if ahead is not None:
+                    ok, arrays = ahead.result()
+                    following = chunks[i + 1] if i + 1 < len(chunks) else None
+                    ahead = pool.submit(self._prepare, following, report) if following else None
+                else:
+                    ok, arrays = self._prepare(chunk, report)
+                if arrays is not None:
+                    packed = self.encoder.encode_prepared_photos(*arrays).packed
+                    for cand, code in zip(ok, packed, strict=True):
+                        self.codes.put(cand.sha256, code)
+                        codes[cand.sha256] = code
+                bar.update(len(chunk))
+                self._advance(report, len(chunk), progress)
         bar.close()
         return codes
 

@@ -11,8 +11,10 @@ from model.files import atomic_write
 
 
 class CodeCache:
-    def __init__(self, root: Path, model_checksum: str, code_bytes: int) -> None:
-        self.dir = Path(root) / model_checksum[:32]
+    def __init__(self, root: Path, codes_key: str, code_bytes: int) -> None:
+        """``codes_key``: whose codes these are (``ImageEncoder.photo_codes_key``: the checkpoint and the
+        photo branch's precision), one folder each."""
+        self.dir = Path(root) / codes_key
         self.code_bytes = code_bytes
 
     def _path(self, sha256: str) -> Path:

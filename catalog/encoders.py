@@ -18,6 +18,7 @@ def encoder_for(settings: Settings) -> ImageEncoder:
             str(settings.edge_weights) if settings.edge_weights else None,
             settings.encoder_backend,
             settings.onnx_cache,
+            settings.photo_precision,
         )
     except DeviceUnavailable as exc:
         raise RuntimeError(f"SKETCH_DEVICE={settings.device}: {exc}") from None

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from catalog.scan import Candidate
 from catalog.settings import Settings
 from model.checkpoint import file_checksum
+from model.choices import PhotoPrecision
 from model.encoding import ImageEncoder
 from model.imageio import ImageRejected, decode_photo
 from model.loader import configure_threads, load_encoder
@@ -69,6 +70,7 @@ class PhotoEncoderActor:
         onnx_cache: str,
         max_pixels: int,
         threads: int,
+        photo_precision: str = PhotoPrecision.FP32,
     ) -> None:
         import ray
 
@@ -81,7 +83,9 @@ class PhotoEncoderActor:
         shipped = graph_path(cache, checksum, "photo").is_file()  # e.g. the CPU image's, read-only
         if not shipped and not os.access(cache if cache.exists() else cache.parent, os.W_OK):
             cache = folder / "onnx"  # a node that cannot write the shared cache exports its own copy
-        self.encoder = load_encoder(path, device, edge_weights, backend, cache)
+        self.encoder = load_encoder(
+            path, device, edge_weights, backend, cache, photo_precision=PhotoPrecision(photo_precision)
+        )
         if self.encoder.checksum != checksum:
             raise RuntimeError("the checkpoint received by this Ray worker is not the one the build uses")
         self.max_pixels = max_pixels
@@ -178,6 +182,7 @@ def encode_on_ray(
             "onnx_cache": str(settings.onnx_cache),
             "max_pixels": settings.max_pixels,
             "threads": max(1, int(cpus)),
+            "photo_precision": str(encoder.photo_precision),  # the same codes as the cache's key
         },
     )
     log.info("encoding %d photos on Ray: %d %s actor(s)", len(todo), actors, device.upper())

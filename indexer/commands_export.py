@@ -10,11 +10,17 @@ import numpy as np
 import typer
 from PIL import Image, ImageDraw
 
+from catalog.scan import scan_source
 from catalog.settings import get_settings
 from model.checkpoint import CheckpointError, file_checksum, load_checkpoint
+from model.choices import PhotoPrecision
+from model.encoding import ImageEncoder
 from model.factory import Encoder, build_model
+from model.hashing import unpack_bits
+from model.imageio import ImageRejected, decode_photo
 from model.onnx_encoder import load_onnx_encoder
 from model.onnx_export import export_graphs
+from model.onnx_quantise import quantise_photo_branch
 
 
 def _probe_images(size: int) -> tuple[list[Image.Image], list[Image.Image]]:
@@ -28,6 +34,51 @@ def _probe_images(size: int) -> tuple[list[Image.Image], list[Image.Image]]:
     return [sketch], photos
 
 
+MIN_BIT_AGREEMENT = 0.95  # int8 codes against float32's on the calibration photos, else refused
+
+
+def _quantise(
+    path: Path, folder: Path, lean: ImageEncoder, source: Path, count: int, max_pixels: int
+) -> Path:
+    """The int8 photo graph, calibrated on ``count`` photos spread over ``source`` (sorted, evenly
+    spaced, so every class of a class-per-folder gallery is likely in), checked against float32."""
+    try:
+        found = sorted(c.path for c in scan_source(source))
+    except (OSError, ValueError) as exc:
+        typer.echo(f"--int8-calibration {source}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    photos = []
+    for candidate in found[:: max(1, len(found) // count)]:
+        try:
+            photos.append(decode_photo(candidate.read_bytes(), max_pixels))
+        except (ImageRejected, OSError):
+            continue  # a file the build would refuse too
+        if len(photos) == count:
+            break
+    if len(photos) < 8:
+        typer.echo(
+            f"--int8-calibration {source}: {len(photos)} readable photos; at least 8 are needed", err=True
+        )
+        raise typer.Exit(2)
+    arrays = lean.photo_arrays(photos, lean.edge_maps(photos))
+    graph = quantise_photo_branch(folder, lean.checksum, *arrays)
+    int8 = load_onnx_encoder(path, "cpu", "onnx", folder, threads=1, photo_precision=PhotoPrecision.INT8)
+    agreement = float(
+        (
+            unpack_bits(int8.encode_prepared_photos(*arrays).packed, lean.bits)
+            == unpack_bits(lean.encode_prepared_photos(*arrays).packed, lean.bits)
+        ).mean()
+    )
+    typer.echo(f"int8 photo graph: {agreement:.1%} of the bits of {len(photos)} photos agree with float32")
+    if agreement < MIN_BIT_AGREEMENT:
+        graph.unlink()
+        typer.echo(
+            f"refused: under {MIN_BIT_AGREEMENT:.0%} agreement; keep SKETCH_PHOTO_PRECISION=fp32", err=True
+        )
+        raise typer.Exit(1)
+    return graph
+
+
 def export_onnx(
     checkpoint: Annotated[
         Path | None, typer.Option(help="checkpoint (.safetensors); default SKETCH_CHECKPOINT")
@@ -36,8 +87,17 @@ def export_onnx(
         Path | None, typer.Option(help="folder of the graphs; default SKETCH_ONNX_CACHE_DIR")
     ] = None,
     prune: Annotated[bool, typer.Option(help="remove other checkpoints' graphs from the folder")] = False,
+    int8_calibration: Annotated[
+        Path | None,
+        typer.Option(
+            help="also quantise the photo branch to int8 (SKETCH_PHOTO_PRECISION=int8), calibrated on "
+            "photos in this folder: real photos like the gallery's"
+        ),
+    ] = None,
+    calibration_photos: Annotated[int, typer.Option(min=8, help="photos used for calibration")] = 64,
 ) -> None:
     """Export a checkpoint's ONNX graphs (both branches and the attention masks) and check them.
+    With --int8-calibration, also the photo branch quantised to int8 (for SKETCH_PHOTO_PRECISION=int8).
 
     A server without PyTorch (the CPU Docker image) runs these graphs, found by the checkpoint's
     checksum in SKETCH_ONNX_CACHE_DIR. The graphs are checked against the PyTorch network: every bit of a
@@ -56,7 +116,7 @@ def export_onnx(
     written = export_graphs(model, checksum, folder, masks=True)
     if prune:
         for stale in folder.glob("*.onnx"):
-            if stale not in written:
+            if stale not in written and not stale.name.startswith(checksum[:16]):  # keeps its int8 graph
                 stale.unlink()
                 typer.echo(f"removed {stale}")
     lean = load_onnx_encoder(path, "cpu", "onnx", folder, threads=1)
@@ -69,6 +129,10 @@ def export_onnx(
         if not np.array_equal(ours.packed, theirs.packed):
             typer.echo(f"the exported {kind} graph disagrees with the PyTorch network", err=True)
             raise typer.Exit(1)
+    if int8_calibration is not None:
+        written.append(
+            _quantise(path, folder, lean, int8_calibration, calibration_photos, settings.max_pixels)
+        )
     for graph in written:
         typer.echo(f"{graph} ({graph.stat().st_size / 1e6:.1f} MB)")
     typer.echo(f"{path.name} (sha256 {checksum[:16]}…): {len(written)} graphs in {folder}, checked")

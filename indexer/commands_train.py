@@ -10,7 +10,8 @@ from typing import Annotated
 import torch
 import typer
 
-from model.choices import Backbone, EdgeDetectorName, Fusion, NegativeMining
+from catalog.settings import get_settings
+from model.choices import Backbone, EdgeDetectorName, Fusion, NegativeMining, PhotoPrecision
 from model.edges import EdgeWeightsMissing
 from model.factory import resolve_device
 from training.datasets import category_split, read_folder_per_class, read_tuberlin_sketches, write_split
@@ -204,6 +205,12 @@ def evaluate(
         str | None,
         typer.Option(help="store the metrics in the checkpoint under this key (release step)"),
     ] = None,
+    photo_precision: Annotated[
+        PhotoPrecision,
+        typer.Option(
+            help="the photo branch's arithmetic (int8: ONNX Runtime, SKETCH_ONNX_CACHE_DIR's graph)"
+        ),
+    ] = PhotoPrecision.FP32,
 ) -> None:
     """Tie-aware Hamming mAP (full ranking), mAP@200, P@10, P@200, the same for the asymmetric and
     continuous rankings; where sketches name their source photo, acc@1/10 of it (instance); the codes'
@@ -220,6 +227,8 @@ def evaluate(
             edge_weights,
             image_size,
             log=lambda line: typer.echo(line, err=True),
+            photo_precision=photo_precision,
+            onnx_cache=get_settings().onnx_cache if photo_precision == PhotoPrecision.INT8 else None,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

@@ -41,6 +41,15 @@ class NegativeMining(StrEnum):
     HARD = "hard"
 
 
+class PhotoPrecision(StrEnum):
+    """Arithmetic of the photo branch on ONNX Runtime (``model/onnx_quantise.py``): ``int8`` is static
+    quantisation calibrated on real photos, about twice the photos a second on a CPU at equal dev mAP
+    (``python -m benchmarks.indexing_throughput``). Sketches always run in float32."""
+
+    FP32 = "fp32"
+    INT8 = "int8"
+
+
 E = TypeVar("E", bound=StrEnum)
 
 

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from model.choices import PhotoPrecision
 from model.config import ModelConfig
 from model.edges import EdgeDetector
 from model.hashing import binarise, pack_bits
@@ -90,6 +91,21 @@ class ImageEncoder(ABC):
     @property
     def bits(self) -> int:
         return self.config.bits
+
+    @property
+    def photo_precision(self) -> PhotoPrecision:
+        """The photo branch's arithmetic (int8 only on ONNX Runtime, when asked for)."""
+        runtime = getattr(self, "runtime", None)
+        return runtime.photo_precision if runtime is not None else PhotoPrecision.FP32
+
+    @property
+    def photo_codes_key(self) -> str:
+        """What photo codes are cached under: the checkpoint's checksum (its first 32 hex digits), marked
+        when the photo branch runs in int8 (its codes differ from float32's in a few bits, so the two
+        never mix)."""
+        if self.photo_precision == PhotoPrecision.INT8:
+            return f"{self.checksum[:32]}-int8"
+        return self.checksum[:32]
 
     @property
     def class_names(self) -> list[str]:

@@ -16,6 +16,7 @@ from PIL import Image
 
 from model import explain
 from model.checkpoint import Checkpoint, CheckpointError, file_checksum, load_checkpoint
+from model.choices import PhotoPrecision
 from model.config import ModelConfig
 from model.cscan import CSCAN
 from model.edges import EdgeDetector, build_edge_detector
@@ -128,6 +129,7 @@ def encoder_from_checkpoint(
     backend: str = "auto",
     cache_dir: Path | None = None,
     image_size: int | None = None,
+    photo_precision: PhotoPrecision = PhotoPrecision.FP32,
 ) -> Encoder:
     dev = resolve_device(device)
     if image_size is not None and image_size != checkpoint.config.image_size:
@@ -148,10 +150,15 @@ def encoder_from_checkpoint(
         else None
     )
     runtime = None
-    if choose_backend(backend, dev) == "onnx":
+    chosen = choose_backend(backend, dev)
+    if photo_precision == PhotoPrecision.INT8 and chosen != "onnx":
+        raise ValueError("int8 photo encoding runs on ONNX Runtime on a CPU: use SKETCH_PHOTO_PRECISION=fp32")
+    if chosen == "onnx":
         folder = cache_dir or default_folder()
         export_graphs(model, checksum, folder)
-        runtime = OnnxBranches(folder, checksum, checkpoint.config.use_edge, torch.get_num_threads())
+        runtime = OnnxBranches(
+            folder, checksum, checkpoint.config.use_edge, torch.get_num_threads(), photo_precision
+        )
     return Encoder(model, checkpoint.config, edges, dev, checksum, checkpoint.info, runtime)
 
 
@@ -162,12 +169,21 @@ def load_encoder(
     backend: str = "auto",
     cache_dir: Path | None = None,
     image_size: int | None = None,
+    photo_precision: PhotoPrecision = PhotoPrecision.FP32,
 ) -> Encoder:
     """Build model + preprocessing from a checkpoint file; raises CheckpointError on a bad file.
 
     ``backend``: ``auto`` (ONNX Runtime on a CPU when installed, else PyTorch), ``torch`` or ``onnx``;
     ``cache_dir`` keeps the exported ONNX branches between runs; ``image_size`` runs the network at
-    another input size than trained (a speed trial; PyTorch only)."""
+    another input size than trained (a speed trial; PyTorch only); ``photo_precision`` int8 runs the
+    quantised photo graph (ONNX Runtime only; ``model.onnx_quantise``)."""
     return encoder_from_checkpoint(
-        load_checkpoint(path), file_checksum(path), device, edge_weights, backend, cache_dir, image_size
+        load_checkpoint(path),
+        file_checksum(path),
+        device,
+        edge_weights,
+        backend,
+        cache_dir,
+        image_size,
+        photo_precision,
     )

@@ -12,6 +12,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from model.choices import PhotoPrecision
 from model.encoding import ImageEncoder
 
 _threads: list[int] = []  # set by configure_threads where PyTorch is absent (torch keeps its own)
@@ -49,6 +50,7 @@ def load_encoder(
     edge_weights: str | None = None,
     backend: str = "auto",
     cache_dir: Path | None = None,
+    photo_precision: PhotoPrecision = PhotoPrecision.FP32,
 ) -> ImageEncoder:
     """The encoder of a checkpoint file (see ``model.factory.load_encoder``). Raises CheckpointError for a
     bad file and RuntimeError for settings this installation cannot run (``TorchRequired`` without
@@ -56,7 +58,9 @@ def load_encoder(
     if torch_available():
         from model.factory import load_encoder as load_torch_encoder
 
-        return load_torch_encoder(path, device, edge_weights, backend, cache_dir)
+        return load_torch_encoder(
+            path, device, edge_weights, backend, cache_dir, photo_precision=photo_precision
+        )
     from model.onnx_encoder import load_onnx_encoder
 
-    return load_onnx_encoder(path, device, backend, cache_dir, model_threads())
+    return load_onnx_encoder(path, device, backend, cache_dir, model_threads(), photo_precision)

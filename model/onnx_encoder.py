@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from model.checkpoint import file_checksum, read_arrays, read_config
+from model.choices import PhotoPrecision
 from model.config import ModelConfig
 from model.edges import EdgeDetector, build_edge_detector
 from model.encoding import Codes, Device, ImageEncoder
@@ -89,6 +90,7 @@ def load_onnx_encoder(
     backend: str = "auto",
     cache_dir: Path | None = None,
     threads: int = 2,
+    photo_precision: PhotoPrecision = PhotoPrecision.FP32,
 ) -> OnnxEncoder:
     """The encoder of checkpoint ``path`` from the ONNX graphs in ``cache_dir`` exported for its checksum.
 
@@ -117,5 +119,5 @@ def load_onnx_encoder(
             "FOLDER as SKETCH_ONNX_CACHE_DIR ('make onnx' does it for the Docker image)"
         )
     weight, bias = read_arrays(path, CLASSIFIER).values()
-    runtime = OnnxBranches(folder, checksum, config.use_edge, threads)
+    runtime = OnnxBranches(folder, checksum, config.use_edge, threads, photo_precision)
     return OnnxEncoder(config, edges, runtime, (weight, bias), checksum, info)

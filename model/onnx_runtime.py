@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from model.choices import PhotoPrecision
+
 # ONNX Runtime (1.32 on Linux) otherwise records usage telemetry with a device id under ~/.cache and
 # tries to upload it; a search service has no business doing either. Only the variable works, and only
 # when set before onnxruntime is first imported, which every caller does through this module.
@@ -24,6 +26,7 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 OPSET = 17
 BRANCHES = ("sketch", "photo")  # what encoding needs
+PHOTO_INT8 = "photo-int8"  # the photo branch quantised to int8 (model.onnx_quantise), when asked for
 MASKS = ("sketch-mask", "photo-mask")  # the attention masks behind explain=1 (models with attention)
 
 
@@ -67,19 +70,44 @@ def _feeds(names: list[str], photos: np.ndarray, edges: np.ndarray | None, use_e
     return feeds
 
 
+class Int8GraphMissing(FileNotFoundError):
+    """SKETCH_PHOTO_PRECISION=int8, but the checkpoint's quantised photo graph was never made."""
+
+
+def photo_graph(precision: PhotoPrecision) -> str:
+    return PHOTO_INT8 if precision == PhotoPrecision.INT8 else "photo"
+
+
 class OnnxBranches:
     """Sketch and photo branches as ONNX Runtime sessions; inputs are prepared (N, 3, S, S) float32
     arrays. The attention-mask graphs, when exported, are loaded on the first explanation only.
+    ``photo_precision`` int8 runs the quantised photo graph (``model.onnx_quantise``).
 
-    Raises FileNotFoundError when a branch's graph is not in ``folder``."""
+    Raises FileNotFoundError when a branch's graph is not in ``folder`` (Int8GraphMissing for the
+    quantised one, with the command that makes it)."""
 
-    def __init__(self, folder: Path, checksum: str, use_edge: bool, threads: int) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        checksum: str,
+        use_edge: bool,
+        threads: int,
+        photo_precision: PhotoPrecision = PhotoPrecision.FP32,
+    ) -> None:
         self.folder, self.checksum, self.use_edge, self.threads = folder, checksum, use_edge, threads
+        self.photo_precision = photo_precision
         for name in BRANCHES:
             if not graph_path(folder, checksum, name).is_file():
                 raise FileNotFoundError(graph_path(folder, checksum, name))
+        photo = graph_path(folder, checksum, photo_graph(photo_precision))
+        if not photo.is_file():
+            raise Int8GraphMissing(
+                f"SKETCH_PHOTO_PRECISION=int8, but {photo} does not exist: make it with "
+                f"'indexer export-onnx --out {folder} --int8-calibration PHOTO_FOLDER' (a folder of real "
+                "photos like the gallery's), or use fp32"
+            )
         self._sketch = _session(graph_path(folder, checksum, "sketch"), threads)
-        self._photo = _session(graph_path(folder, checksum, "photo"), threads)
+        self._photo = _session(photo, threads)
         self._masks: dict[str, Any] = {}
         self._lock = threading.Lock()
 

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from model.checkpoint import load_checkpoint, save_checkpoint
+from model.choices import PhotoPrecision
 from model.cscan import CSCAN
 from model.factory import Codes, Encoder, load_encoder
 from model.hashing import asymmetric_distances, hamming_matrix, unpack_bits
@@ -183,15 +184,23 @@ def evaluate_checkpoint(
     edge_weights: Path | None = None,
     image_size: int | None = None,
     log: Callable[[str], None] = print,
+    photo_precision: PhotoPrecision = PhotoPrecision.FP32,
+    onnx_cache: Path | None = None,
 ) -> Evaluation:
     """Encode query sketches and gallery photos (split files or class folders) with a checkpoint and
     ``score`` them. Queries whose class has no photo in the gallery are skipped (and counted).
 
-    ``image_size`` evaluates at another input size than trained (a speed trial). Raises CheckpointError
+    ``image_size`` evaluates at another input size than trained (a speed trial); ``photo_precision``
+    int8 encodes the photos with the quantised graph in ``onnx_cache`` (ONNX Runtime). Raises CheckpointError
     for a bad checkpoint and ValueError when no query shares a class with the gallery."""
     started = time.monotonic()
     encoder = load_encoder(
-        checkpoint, device, str(edge_weights) if edge_weights else None, image_size=image_size
+        checkpoint,
+        device,
+        str(edge_weights) if edge_weights else None,
+        cache_dir=onnx_cache,
+        image_size=image_size,
+        photo_precision=photo_precision,
     )
     query_items, gallery_items = read_items(queries, root), read_items(gallery, root)
     gallery_classes = {i.label for i in gallery_items}

@@ -1,0 +1,121 @@
+"""The photo branch quantised to int8 (SKETCH_PHOTO_PRECISION=int8): made by `indexer export-onnx
+--int8-calibration` from real photos, refused clearly when missing, close to float32's codes, and cached
+apart from them in a real build."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from catalog.builder import GalleryBuilder
+from catalog.db import migrate
+from catalog.db.session import make_engine, make_session_factory
+from catalog.index_store import read_version
+from catalog.settings import load_settings
+from model.checkpoint import file_checksum, load_checkpoint
+from model.choices import PhotoPrecision
+from model.factory import build_model, load_encoder
+from model.hashing import unpack_bits
+from model.imageio import decode_photo
+from model.onnx_encoder import load_onnx_encoder
+from model.onnx_export import export_graphs
+from model.onnx_runtime import PHOTO_INT8, Int8GraphMissing, graph_path
+from tests.helpers import CHECKPOINT, photos_of
+
+
+@pytest.fixture(scope="module")
+def int8_folder(shared_onnx_cache: None, sketchy: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The committed checkpoint's graphs with the int8 photo graph, calibrated on 16 real photos of two
+    classes (a folder in tmp, never the repository), through the CLI as a user makes it."""
+    folder = tmp_path_factory.mktemp("int8-graphs")
+    model = build_model(load_checkpoint(CHECKPOINT)).eval()
+    export_graphs(model, file_checksum(CHECKPOINT), folder, masks=True)
+    calibration = tmp_path_factory.mktemp("calibration")
+    photos_of(sketchy, ("cat", "teapot"), calibration, per_class=8)
+    exe = Path(sys.executable).parent / "indexer"
+    command = [str(exe), "export-onnx", "--checkpoint", str(CHECKPOINT), "--out", str(folder)]
+    command += ["--int8-calibration", str(calibration), "--calibration-photos", "16"]
+    env = {**os.environ, "SKETCH_DATA_DIR": str(tmp_path_factory.mktemp("data"))}
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "of the bits of 16 photos agree with float32" in result.stdout
+    return folder
+
+
+def other_photos(sketchy: Path) -> list[Image.Image]:
+    """Photos the calibration never saw: later files of its classes and two classes it lacks."""
+    root = sketchy / "photo" / "tx_000000000000"
+    paths = [p for c in ("cat", "teapot") for p in sorted((root / c).glob("*.jpg"))[8:14]]
+    paths += [p for c in ("bicycle", "rabbit") for p in sorted((root / c).glob("*.jpg"))[:6]]
+    return [Image.open(p).convert("RGB") for p in paths]
+
+
+def test_the_int8_graph_is_quantised_and_keeps_the_codes(int8_folder: Path, sketchy: Path) -> None:
+    checksum = file_checksum(CHECKPOINT)
+    fp32_graph, int8_graph = (
+        graph_path(int8_folder, checksum, "photo"),
+        graph_path(int8_folder, checksum, PHOTO_INT8),
+    )
+    # int8 weights: about a quarter of the float32 graph's bytes; readable by the serving image's user
+    assert int8_graph.stat().st_size < 0.4 * fp32_graph.stat().st_size
+    assert int8_graph.stat().st_mode & 0o777 == 0o644
+    fp32 = load_onnx_encoder(CHECKPOINT, "cpu", "onnx", int8_folder, threads=2)
+    int8 = load_onnx_encoder(CHECKPOINT, "cpu", "onnx", int8_folder, 2, PhotoPrecision.INT8)
+    assert (fp32.photo_precision, int8.photo_precision) == (PhotoPrecision.FP32, PhotoPrecision.INT8)
+    photos = other_photos(sketchy)
+    a, b = fp32.encode_photos(photos), int8.encode_photos(photos)
+    agreement = (unpack_bits(a.packed, 64) == unpack_bits(b.packed, 64)).mean()
+    assert agreement >= 0.97, agreement
+    assert np.abs(a.continuous - b.continuous).max() < 0.25
+    # sketches stay float32: the same graph, the same codes
+    sketch = Image.open(next((sketchy / "sketch" / "tx_000000000000" / "cat").glob("*.png")))
+    assert np.array_equal(
+        fp32.encode_sketches([sketch]).continuous, int8.encode_sketches([sketch]).continuous
+    )
+
+
+def test_int8_without_its_graph_says_how_to_make_it(shared_onnx_cache: None, tmp_path: Path) -> None:
+    folder = tmp_path / "graphs"
+    export_graphs(
+        build_model(load_checkpoint(CHECKPOINT)).eval(), file_checksum(CHECKPOINT), folder, masks=True
+    )
+    with pytest.raises(Int8GraphMissing, match=r"indexer export-onnx .*--int8-calibration"):
+        load_onnx_encoder(CHECKPOINT, "cpu", "onnx", folder, 2, PhotoPrecision.INT8)
+    with pytest.raises(ValueError, match="int8 photo encoding runs on ONNX Runtime"):
+        load_encoder(CHECKPOINT, "cpu", backend="torch", photo_precision=PhotoPrecision.INT8)
+
+
+def test_an_int8_build_indexes_its_own_codes_and_caches_them_apart(
+    int8_folder: Path, sketchy: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "photos"
+    photos_of(sketchy, ("bicycle", "rabbit"), source, per_class=6)
+    settings = load_settings(
+        data_dir=tmp_path / "data", checkpoint=CHECKPOINT, onnx_cache_dir=int8_folder, photo_precision="int8"
+    )
+    migrate.upgrade(settings.resolved_database_url)
+    sessions = make_session_factory(make_engine(settings.resolved_database_url))
+    reports, codes = {}, {}
+    for precision in (PhotoPrecision.FP32, PhotoPrecision.INT8):  # one data directory, both precisions
+        encoder = load_encoder(CHECKPOINT, "cpu", cache_dir=int8_folder, photo_precision=precision)
+        builder = GalleryBuilder(
+            settings.model_copy(update={"photo_precision": precision}), sessions, encoder
+        )
+        reports[precision] = builder.build(f"g-{precision}", source)
+        index, _ = read_version(reports[precision].version_path)
+        codes[precision] = np.stack([index.reconstruct(i) for i in range(index.ntotal)])
+        images = [decode_photo(p.read_bytes(), settings.max_pixels) for p in sorted(source.rglob("*.jpg"))]
+        assert sorted(map(bytes, codes[precision])) == sorted(
+            map(bytes, encoder.encode_photos(images).packed)
+        )
+    # the int8 build encoded every photo again instead of reusing float32's cached codes
+    assert reports[PhotoPrecision.INT8].encoded == 12 and reports[PhotoPrecision.INT8].reused == 0
+    checksum = file_checksum(CHECKPOINT)
+    folders = {p.name for p in settings.code_cache.glob("*/*") if p.is_dir()}
+    assert folders == {checksum[:32], f"{checksum[:32]}-int8"}
