@@ -20,6 +20,7 @@ side in one run.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -147,7 +148,7 @@ def main() -> None:
     write_result(
         "indexing_throughput",
         {
-            "photos": str(args.photos),
+            "photos": os.path.relpath(args.photos, REPO_ROOT),
             "threads": THREADS,
             "gflop_per_photo": round(flops / 1e9, 4),
             "matmul_gflop_per_s": round(rate / 1e9, 1),
