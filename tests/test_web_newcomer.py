@@ -7,70 +7,31 @@ from __future__ import annotations
 
 import io
 import math
-import shutil
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import uvicorn
 from PIL import Image, ImageDraw
 
-from app.main import create_app
-from catalog.builder import GalleryBuilder
-from catalog.settings import load_settings
-from tests.helpers import CHECKPOINT, SHARED, photos_of
-from tests.postgres import free_port
+from tests.browser import chromium, served_demo
+from tests.helpers import SHARED
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 CLASSES = ("cat", "teapot", "bicycle", "airplane", "fish")
 PER_CLASS = 12
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, sketchy: Path) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("web-newcomer")
-    source = tmp / "photos"
-    photos_of(sketchy, CLASSES, source, per_class=PER_CLASS)
-    settings = load_settings(data_dir=tmp / "data", checkpoint=CHECKPOINT, index_poll_seconds=0.5)
-    app = create_app(settings)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not getattr(app.state, "service", None) or not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.2)
-    state = app.state.service
-    GalleryBuilder(state.settings, state.sessions, state.encoder, show_progress=False).build("demo", source)
-    state.indexes.refresh()
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    with served_demo(tmp_path_factory.mktemp("web-newcomer"), sketchy, CLASSES, PER_CLASS) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():  # type: ignore[no-untyped-def]
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is not installed (apt-get install chromium; 'make test' does it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture
