@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
+import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import httpx
 import numpy as np
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks"
@@ -56,3 +60,25 @@ def write_result(name: str, result: dict, command: str) -> Path:
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return path
+
+
+def wait_until_serving(
+    base: str,
+    process: subprocess.Popen[Any],
+    path: str = "/readyz",
+    timeout: float = 120,
+    log: Path | None = None,
+) -> None:
+    """Poll ``base + path`` until it answers 200. Raises RuntimeError (with ``log``'s text, if given) when
+    ``process`` exits first or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(base + path, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            why = "exited" if process.poll() is not None else f"did not answer {path} in {timeout:.0f} s"
+            raise RuntimeError(f"the server {why}" + (f":\n{log.read_text()}" if log else ""))
+        time.sleep(0.3)

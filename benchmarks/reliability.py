@@ -23,7 +23,7 @@ import httpx
 from PIL import Image
 from sqlalchemy import func, select
 
-from benchmarks.common import write_result
+from benchmarks.common import wait_until_serving, write_result
 from catalog.builder import GalleryBuilder
 from catalog.db.models import ImageRecord
 from catalog.settings import load_settings
@@ -64,16 +64,8 @@ def start_server(
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("server did not start")
-        time.sleep(0.3)
+    wait_until_serving(base, proc, "/healthz")
+    return proc, base
 
 
 def bad_inputs(base: str) -> dict[str, object]:

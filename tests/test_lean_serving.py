@@ -24,7 +24,7 @@ from model.factory import build_model, load_encoder
 from model.onnx_encoder import TorchRequired, load_onnx_encoder
 from model.onnx_export import export_graphs
 from model.onnx_runtime import graph_path
-from tests.helpers import AUTH, CHECKPOINT, REPO, TOKEN, make_client, photos_of
+from tests.helpers import AUTH, CHECKPOINT, REPO, TOKEN, make_client, photos_of, wait_until_serving
 from tests.postgres import free_port
 
 
@@ -180,16 +180,8 @@ def test_the_service_and_its_worker_run_without_pytorch(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the server did not come up"
-            time.sleep(0.3)
+        wait_until_serving(base, server, "/healthz", log=log)
+        deadline = time.monotonic() + 120  # for the reindex and the index load below
         r = httpx.post(
             f"{base}/admin/galleries", json={"name": "g", "source_dir": str(gallery)}, headers=AUTH
         )
