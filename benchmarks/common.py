@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,8 +55,10 @@ def rss_mb(pid: int | None = None) -> float:
 
 
 def write_result(name: str, result: dict, command: str) -> Path:
+    """Write ``docs/benchmarks/<name>.json``; its "command" is ``command`` with the arguments this run
+    was given, so that it reproduces these figures."""
     DOCS.mkdir(parents=True, exist_ok=True)
-    result = {"command": command, "machine": machine(), **result}
+    result = {"command": " ".join([command, *sys.argv[1:]]), "machine": machine(), **result}
     path = DOCS / f"{name}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

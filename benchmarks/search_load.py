@@ -110,15 +110,23 @@ def multipart_request(path: str, host: str, sketch: bytes) -> bytes:
     return head.encode() + body
 
 
-async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
-    """Send one prepared request on a kept-alive connection; read the whole answer; its status."""
+async def exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes, timeout: float = 30
+) -> int:
+    """Send one prepared request on a kept-alive connection; read the whole answer; its status. Raises
+    TimeoutError after ``timeout`` seconds, RuntimeError for an answer without a Content-Length."""
+    return await asyncio.wait_for(_exchange(reader, writer, request), timeout)
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
-    length = next(
-        int(v) for k, _, v in (ln.partition(":") for ln in lines[1:]) if k.lower() == "content-length"
-    )
+    lengths = [v for k, _, v in (line.partition(":") for line in lines[1:]) if k.lower() == "content-length"]
+    if not lengths:
+        raise RuntimeError(f"an answer without Content-Length: {lines[0]}")
+    length = int(lengths[0])
     await reader.readexactly(length)
     return status
 
@@ -151,6 +159,7 @@ async def run_load(
                     errors[str(status)] = errors.get(str(status), 0) + 1
         finally:
             writer.close()
+            await writer.wait_closed()
 
     begin = time.perf_counter()
     await asyncio.gather(*(user() for _ in range(concurrency)))
@@ -175,6 +184,7 @@ async def round_trip_floor(base: str, requests: int = 300) -> float:
         await exchange(reader, writer, request)
         times.append(time.perf_counter() - start)
     writer.close()
+    await writer.wait_closed()
     return round(float(np.median(times)) * 1000, 3)
 
 

@@ -200,8 +200,9 @@ class GalleryBuilder:
         self, todo: list[Candidate], report: BuildReport, progress: ProgressFn | None
     ) -> dict[str, np.ndarray]:
         """Codes of ``todo``, cached as they come. With ``prefetch`` one thread prepares the next batch
-        (decoding, edge maps, resizing: mostly in Pillow and OpenCV, outside the GIL) while the network
-        encodes this one, so the cores the network leaves idle between its kernels do that work."""
+        (decoding, edge maps, resizing) while the network encodes this one, so the cores the network
+        leaves idle between its kernels do that work: Pillow and OpenCV's Canny release the GIL. (A
+        learned edge detector, HED or PiDiNet, is a network too, and shares the cores with the encoder.)"""
         codes: dict[str, np.ndarray] = {}
         bar = tqdm(total=len(todo), desc="encode", unit="img", disable=not self.show_progress)
         chunks = [todo[start : start + self.batch_size] for start in range(0, len(todo), self.batch_size)]
@@ -297,6 +298,7 @@ class GalleryBuilder:
                 factory=spec.factory,
                 params=spec.params,
                 gallery_id=gallery.id,
+                photo_codes=self.encoder.photo_codes_key,
             )
             path = write_version(gallery_dir(self.settings, gallery.name), index, manifest)
             version = IndexVersion(

@@ -74,6 +74,9 @@ class Manifest:
     params: dict[str, int] = field(default_factory=dict)
     gallery_id: int | None = None
     sha256: dict[str, str] = field(default_factory=dict)  # file name -> digest
+    # Whose photo codes (ImageEncoder.photo_codes_key: the checkpoint, and for int8 which quantised
+    # graph); empty in versions written before it was recorded.
+    photo_codes: str = ""
 
 
 def apply_params(index: faiss.IndexBinary, params: dict[str, int]) -> None:

@@ -33,9 +33,10 @@ from catalog.settings import Settings
 from model.checkpoint import file_checksum
 from model.choices import PhotoPrecision
 from model.encoding import ImageEncoder
+from model.files import atomic_write
 from model.imageio import ImageRejected, decode_photo
 from model.loader import configure_threads, load_encoder
-from model.onnx_runtime import graph_path
+from model.onnx_runtime import PHOTO_INT8, graph_path, photo_graph
 
 log = logging.getLogger(__name__)
 LOCAL = "local"  # start (or join) a Ray instance on this machine
@@ -71,6 +72,7 @@ class PhotoEncoderActor:
         max_pixels: int,
         threads: int,
         photo_precision: str = PhotoPrecision.FP32,
+        int8_graph: Any = None,  # the driver's quantised photo graph (bytes, as an object reference)
     ) -> None:
         import ray
 
@@ -80,9 +82,13 @@ class PhotoEncoderActor:
         path = folder / "checkpoint.safetensors"
         path.write_bytes(data)
         cache = Path(onnx_cache)
-        shipped = graph_path(cache, checksum, "photo").is_file()  # e.g. the CPU image's, read-only
+        # e.g. the CPU image's graphs, read-only
+        shipped = graph_path(cache, checksum, photo_graph(PhotoPrecision(photo_precision))).is_file()
         if not shipped and not os.access(cache if cache.exists() else cache.parent, os.W_OK):
             cache = folder / "onnx"  # a node that cannot write the shared cache exports its own copy
+        if int8_graph is not None and not graph_path(cache, checksum, PHOTO_INT8).is_file():
+            graph: bytes = ray.get(int8_graph) if isinstance(int8_graph, ray.ObjectRef) else int8_graph
+            atomic_write(graph_path(cache, checksum, PHOTO_INT8), graph)  # the same graph: the same codes
         self.encoder = load_encoder(
             path, device, edge_weights, backend, cache, photo_precision=PhotoPrecision(photo_precision)
         )
@@ -159,6 +165,11 @@ def encode_on_ray(
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the build shows its own bar, as without Ray
     actors, gpus, cpus = _pool(options, settings)
+    if gpus and encoder.photo_precision == PhotoPrecision.INT8:
+        raise RuntimeError(
+            "SKETCH_PHOTO_PRECISION=int8 runs on ONNX Runtime on CPUs, and this Ray cluster encodes on GPUs: "
+            "use fp32 there"
+        )
     device = "cuda" if gpus else "cpu"
     paths = {c.sha256: str(c.path) for c in todo}
     # One block per batch: Ray Data hands an actor one block per task, so fewer blocks than actors
@@ -183,6 +194,11 @@ def encode_on_ray(
             "max_pixels": settings.max_pixels,
             "threads": max(1, int(cpus)),
             "photo_precision": str(encoder.photo_precision),  # the same codes as the cache's key
+            "int8_graph": (
+                ray.put(graph_path(settings.onnx_cache, checksum, PHOTO_INT8).read_bytes())
+                if encoder.photo_precision == PhotoPrecision.INT8
+                else None
+            ),
         },
     )
     log.info("encoding %d photos on Ray: %d %s actor(s)", len(todo), actors, device.upper())

@@ -30,8 +30,8 @@ class Settings(BaseSettings):
     )
     photo_precision: PhotoPrecision = Field(
         PhotoPrecision.FP32,
-        description="the photo branch's arithmetic when indexing on ONNX Runtime: int8 is about twice as "
-        "fast at equal dev mAP, once 'indexer export-onnx --int8-calibration PHOTOS' has made its graph",
+        description="the photo branch's arithmetic when indexing on ONNX Runtime: int8 builds about 1.6x "
+        "as fast at equal dev mAP, once 'indexer export-onnx --int8-calibration PHOTOS' has made its graph",
     )
     onnx_cache_dir: Path | None = Field(
         None, description="exported ONNX branches, by checkpoint checksum; default: under data_dir"

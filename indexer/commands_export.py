@@ -13,14 +13,13 @@ from PIL import Image, ImageDraw
 from catalog.scan import scan_source
 from catalog.settings import get_settings
 from model.checkpoint import CheckpointError, file_checksum, load_checkpoint
-from model.choices import PhotoPrecision
 from model.encoding import ImageEncoder
 from model.factory import Encoder, build_model
-from model.hashing import unpack_bits
 from model.imageio import ImageRejected, decode_photo
 from model.onnx_encoder import load_onnx_encoder
 from model.onnx_export import export_graphs
 from model.onnx_quantise import quantise_photo_branch
+from model.onnx_runtime import PHOTO_INT8, graph_path
 
 
 def _probe_images(size: int) -> tuple[list[Image.Image], list[Image.Image]]:
@@ -37,43 +36,49 @@ def _probe_images(size: int) -> tuple[list[Image.Image], list[Image.Image]]:
 MIN_BIT_AGREEMENT = 0.95  # int8 codes against float32's on the calibration photos, else refused
 
 
-def _quantise(
-    path: Path, folder: Path, lean: ImageEncoder, source: Path, count: int, max_pixels: int
-) -> Path:
+CHECK_PHOTOS = 16  # photos outside the calibration that the int8 graph's bits are checked on
+
+
+def _quantise(folder: Path, lean: ImageEncoder, source: Path, count: int, max_pixels: int) -> Path:
     """The int8 photo graph, calibrated on ``count`` photos spread over ``source`` (sorted, evenly
-    spaced, so every class of a class-per-folder gallery is likely in), checked against float32."""
+    spaced, so every class of a class-per-folder gallery is likely in) and checked against float32 on
+    up to CHECK_PHOTOS others spread the same way; a refused graph is not installed."""
     try:
         found = sorted(c.path for c in scan_source(source))
     except (OSError, ValueError) as exc:
         typer.echo(f"--int8-calibration {source}: {exc}", err=True)
         raise typer.Exit(2) from None
     photos = []
-    for candidate in found[:: max(1, len(found) // count)]:
+    for candidate in found[:: max(1, len(found) // (count + CHECK_PHOTOS))]:
         try:
             photos.append(decode_photo(candidate.read_bytes(), max_pixels))
         except (ImageRejected, OSError):
             continue  # a file the build would refuse too
-        if len(photos) == count:
+        if len(photos) == count + CHECK_PHOTOS:
             break
-    if len(photos) < 8:
+    every = max(2, len(photos) // CHECK_PHOTOS)
+    held_out = set(range(every - 1, len(photos), every)[:CHECK_PHOTOS])
+    check = [p for i, p in enumerate(photos) if i in held_out]
+    calibration = [p for i, p in enumerate(photos) if i not in held_out]
+    if len(calibration) < 8 or len(check) < 4:
         typer.echo(
-            f"--int8-calibration {source}: {len(photos)} readable photos; at least 8 are needed", err=True
+            f"--int8-calibration {source}: {len(photos)} readable photos; at least 12 are needed", err=True
         )
         raise typer.Exit(2)
-    arrays = lean.photo_arrays(photos, lean.edge_maps(photos))
-    graph = quantise_photo_branch(folder, lean.checksum, *arrays)
-    int8 = load_onnx_encoder(path, "cpu", "onnx", folder, threads=1, photo_precision=PhotoPrecision.INT8)
-    agreement = float(
-        (
-            unpack_bits(int8.encode_prepared_photos(*arrays).packed, lean.bits)
-            == unpack_bits(lean.encode_prepared_photos(*arrays).packed, lean.bits)
-        ).mean()
+    graph, agreement = quantise_photo_branch(
+        folder,
+        lean.checksum,
+        lean.photo_arrays(calibration, lean.edge_maps(calibration)),
+        lean.photo_arrays(check, lean.edge_maps(check)),
+        MIN_BIT_AGREEMENT,
     )
-    typer.echo(f"int8 photo graph: {agreement:.1%} of the bits of {len(photos)} photos agree with float32")
-    if agreement < MIN_BIT_AGREEMENT:
-        graph.unlink()
+    typer.echo(
+        f"int8 photo graph, calibrated on {len(calibration)} photos: {agreement:.1%} of the bits of "
+        f"{len(check)} other photos agree with float32"
+    )
+    if graph is None:
         typer.echo(
-            f"refused: under {MIN_BIT_AGREEMENT:.0%} agreement; keep SKETCH_PHOTO_PRECISION=fp32", err=True
+            f"refused: under {MIN_BIT_AGREEMENT:.0%} agreement; keep the photo precision fp32", err=True
         )
         raise typer.Exit(1)
     return graph
@@ -116,7 +121,9 @@ def export_onnx(
     written = export_graphs(model, checksum, folder, masks=True)
     if prune:
         for stale in folder.glob("*.onnx"):
-            if stale not in written and not stale.name.startswith(checksum[:16]):  # keeps its int8 graph
+            if stale not in written and stale != graph_path(
+                folder, checksum, PHOTO_INT8
+            ):  # keeps its int8 graph
                 stale.unlink()
                 typer.echo(f"removed {stale}")
     lean = load_onnx_encoder(path, "cpu", "onnx", folder, threads=1)
@@ -130,9 +137,7 @@ def export_onnx(
             typer.echo(f"the exported {kind} graph disagrees with the PyTorch network", err=True)
             raise typer.Exit(1)
     if int8_calibration is not None:
-        written.append(
-            _quantise(path, folder, lean, int8_calibration, calibration_photos, settings.max_pixels)
-        )
+        written.append(_quantise(folder, lean, int8_calibration, calibration_photos, settings.max_pixels))
     for graph in written:
         typer.echo(f"{graph} ({graph.stat().st_size / 1e6:.1f} MB)")
     typer.echo(f"{path.name} (sha256 {checksum[:16]}…): {len(written)} graphs in {folder}, checked")

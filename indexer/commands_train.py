@@ -228,10 +228,13 @@ def evaluate(
             image_size,
             log=lambda line: typer.echo(line, err=True),
             photo_precision=photo_precision,
-            onnx_cache=get_settings().onnx_cache if photo_precision == PhotoPrecision.INT8 else None,
+            onnx_cache=get_settings().onnx_cache,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    except RuntimeError as exc:  # e.g. int8 without its graph: what to run, not a traceback
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
     result = evaluation.result
     typer.echo(json.dumps(result, indent=2))
     if json_out:

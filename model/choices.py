@@ -43,8 +43,8 @@ class NegativeMining(StrEnum):
 
 class PhotoPrecision(StrEnum):
     """Arithmetic of the photo branch on ONNX Runtime (``model/onnx_quantise.py``): ``int8`` is static
-    quantisation calibrated on real photos, about twice the photos a second on a CPU at equal dev mAP
-    (``python -m benchmarks.indexing_throughput``). Sketches always run in float32."""
+    quantisation calibrated on real photos: the network about twice as fast, whole builds about 1.6×, at
+    equal dev mAP (``python -m benchmarks.indexing_throughput``). Sketches always run in float32."""
 
     FP32 = "fp32"
     INT8 = "int8"

@@ -100,11 +100,11 @@ class ImageEncoder(ABC):
 
     @property
     def photo_codes_key(self) -> str:
-        """What photo codes are cached under: the checkpoint's checksum (its first 32 hex digits), marked
-        when the photo branch runs in int8 (its codes differ from float32's in a few bits, so the two
-        never mix)."""
+        """Whose photo codes these are, for the code cache and the index manifest: the checkpoint's
+        checksum (its first 32 hex digits), and for int8 which quantised graph (its codes differ from
+        float32's, and from another calibration's, in a few bits, so they never mix)."""
         if self.photo_precision == PhotoPrecision.INT8:
-            return f"{self.checksum[:32]}-int8"
+            return f"{self.checksum[:32]}-int8-{self.runtime.photo_graph_digest}"  # type: ignore[attr-defined]
         return self.checksum[:32]
 
     @property

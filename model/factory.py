@@ -152,7 +152,9 @@ def encoder_from_checkpoint(
     runtime = None
     chosen = choose_backend(backend, dev)
     if photo_precision == PhotoPrecision.INT8 and chosen != "onnx":
-        raise ValueError("int8 photo encoding runs on ONNX Runtime on a CPU: use SKETCH_PHOTO_PRECISION=fp32")
+        raise RuntimeError(
+            "int8 photo precision runs on ONNX Runtime on a CPU: use fp32 with PyTorch or a GPU"
+        )
     if chosen == "onnx":
         folder = cache_dir or default_folder()
         export_graphs(model, checksum, folder)

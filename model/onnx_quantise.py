@@ -17,16 +17,33 @@ from pathlib import Path
 
 import numpy as np
 
-from model.onnx_runtime import PHOTO_INT8, graph_path
+from model.hashing import binarise
+from model.onnx_runtime import PHOTO_INT8, graph_path, session_for
 
 CALIBRATION_BATCH = 8
 
 
-def quantise_photo_branch(folder: Path, checksum: str, photos: np.ndarray, edges: np.ndarray | None) -> Path:
-    """Write the int8 photo graph of checkpoint ``checksum`` next to its float32 one in ``folder``.
+def _photo_bits(graph: Path, photos: np.ndarray, edges: np.ndarray | None) -> np.ndarray:
+    """(N, bits) the photo graph's bits for prepared inputs."""
+    session = session_for(graph, threads=1)
+    feeds = {"photo": photos} | ({"edge": edges} if edges is not None else {})
+    return binarise(session.run(None, feeds)[0])
 
-    ``photos``/``edges``: prepared calibration inputs, (N, 3, S, S) float32 each (``photo_arrays``);
-    a few dozen photos like the gallery's are enough (min/max ranges). Returns the graph's path.
+
+def quantise_photo_branch(
+    folder: Path,
+    checksum: str,
+    calibration: tuple[np.ndarray, np.ndarray | None],
+    check: tuple[np.ndarray, np.ndarray | None],
+    min_agreement: float,
+) -> tuple[Path | None, float]:
+    """Quantise the float32 photo graph of checkpoint ``checksum`` in ``folder`` to int8, and install it
+    next to it only when its bits agree with float32's on at least ``min_agreement`` of the ``check``
+    photos' bits (photos that were not among the calibration's).
+
+    ``calibration``/``check``: prepared (photos, edges), (N, 3, S, S) float32 each (``photo_arrays``);
+    a few dozen photos like the gallery's are enough to calibrate (min/max ranges). Returns the
+    installed graph's path (None when refused: a graph installed before stays) and the agreement.
     Raises FileNotFoundError when the float32 photo graph has not been exported."""
     import tempfile
 
@@ -41,6 +58,7 @@ def quantise_photo_branch(folder: Path, checksum: str, photos: np.ndarray, edges
     source = graph_path(folder, checksum, "photo")
     if not source.is_file():
         raise FileNotFoundError(source)
+    photos, edges = calibration
     feeds = [
         {"photo": photos[i : i + CALIBRATION_BATCH]}
         | ({"edge": edges[i : i + CALIBRATION_BATCH]} if edges is not None else {})
@@ -55,25 +73,31 @@ def quantise_photo_branch(folder: Path, checksum: str, photos: np.ndarray, edges
             return next(self.batches, None)
 
     target = graph_path(folder, checksum, PHOTO_INT8)
-    with tempfile.TemporaryDirectory() as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        written = folder / f".{target.name}.tmp"  # same file system: the rename is atomic
-        # The quantiser logs a root-logger warning for every integer shape tensor it rightly leaves in
-        # place (hundreds of lines, none of them a problem).
-        logging.disable(logging.WARNING)
-        try:
-            quant_pre_process(str(source), str(prepared))  # shapes and fused ops, as the quantiser wants
-            quantize_static(
-                str(prepared),
-                str(written),
-                Photos(),
-                quant_format=QuantFormat.QOperator,  # QDQ runs slower than float32 on these CPU kernels
-                per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-            )
-        finally:
-            logging.disable(logging.NOTSET)
-        written.chmod(0o644)  # the serving image's non-root user reads it
-        written.replace(target)
-    return target
+    candidate = folder / f".{target.name}.candidate"  # same file system: the rename is atomic
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            prepared = Path(tmp) / "prepared.onnx"
+            # The quantiser logs a root-logger warning for every integer shape tensor it rightly leaves
+            # in place (hundreds of lines, none of them a problem).
+            logging.disable(logging.WARNING)
+            try:
+                quant_pre_process(str(source), str(prepared))  # shapes and fused ops, as it wants them
+                quantize_static(
+                    str(prepared),
+                    str(candidate),
+                    Photos(),
+                    quant_format=QuantFormat.QOperator,  # QDQ runs slower than float32 on these kernels
+                    per_channel=True,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                )
+            finally:
+                logging.disable(logging.NOTSET)
+        agreement = float((_photo_bits(candidate, *check) == _photo_bits(source, *check)).mean())
+        if agreement < min_agreement:
+            return None, agreement
+        candidate.chmod(0o644)  # the serving image's non-root user reads it
+        candidate.replace(target)
+        return target, agreement
+    finally:
+        candidate.unlink(missing_ok=True)

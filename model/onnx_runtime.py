@@ -10,6 +10,7 @@ them. Nothing here imports torch.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from pathlib import Path
@@ -44,11 +45,12 @@ def default_folder() -> Path:
 
 
 def graph_path(folder: Path, checksum: str, name: str) -> Path:
-    """Where the ONNX graph ``name`` (one of BRANCHES or MASKS) of a checkpoint lives in ``folder``."""
+    """Where the ONNX graph ``name`` (one of BRANCHES, MASKS or PHOTO_INT8) of a checkpoint lives in
+    ``folder``."""
     return folder / f"{checksum[:16]}-opset{OPSET}-{name}.onnx"
 
 
-def _session(path: Path, threads: int) -> Any:
+def session_for(path: Path, threads: int) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -70,8 +72,17 @@ def _feeds(names: list[str], photos: np.ndarray, edges: np.ndarray | None, use_e
     return feeds
 
 
-class Int8GraphMissing(FileNotFoundError):
-    """SKETCH_PHOTO_PRECISION=int8, but the checkpoint's quantised photo graph was never made."""
+class Int8GraphMissing(RuntimeError):
+    """int8 photo precision was asked for, but the checkpoint's quantised photo graph was never made."""
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def photo_graph(precision: PhotoPrecision) -> str:
@@ -102,12 +113,14 @@ class OnnxBranches:
         photo = graph_path(folder, checksum, photo_graph(photo_precision))
         if not photo.is_file():
             raise Int8GraphMissing(
-                f"SKETCH_PHOTO_PRECISION=int8, but {photo} does not exist: make it with "
+                f"int8 photo precision asks for {photo}, which does not exist: make it with "
                 f"'indexer export-onnx --out {folder} --int8-calibration PHOTO_FOLDER' (a folder of real "
                 "photos like the gallery's), or use fp32"
             )
-        self._sketch = _session(graph_path(folder, checksum, "sketch"), threads)
-        self._photo = _session(photo, threads)
+        self._sketch = session_for(graph_path(folder, checksum, "sketch"), threads)
+        self._photo = session_for(photo, threads)
+        # Which quantised graph made the codes: a recalibration makes other codes, never mixed with these.
+        self.photo_graph_digest = file_digest(photo)[:8] if photo_precision == PhotoPrecision.INT8 else ""
         self._masks: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -123,18 +136,18 @@ class OnnxBranches:
     def has_masks(self) -> bool:
         return all(graph_path(self.folder, self.checksum, name).is_file() for name in MASKS)
 
-    def _mask_session(self, name: str) -> Any:
+    def _masksession_for(self, name: str) -> Any:
         with self._lock:
             if name not in self._masks:
-                self._masks[name] = _session(graph_path(self.folder, self.checksum, name), self.threads)
+                self._masks[name] = session_for(graph_path(self.folder, self.checksum, name), self.threads)
             return self._masks[name]
 
     def sketch_mask(self, batch: np.ndarray) -> np.ndarray:
         """(N, h, w) attention masks in (0, 1); needs ``has_masks``."""
         feeds = {"sketch": np.ascontiguousarray(batch, dtype=np.float32)}
-        return self._mask_session("sketch-mask").run(None, feeds)[0][:, 0]
+        return self._masksession_for("sketch-mask").run(None, feeds)[0][:, 0]
 
     def photo_mask(self, photos: np.ndarray, edges: np.ndarray | None) -> np.ndarray:
         """(N, h, w) co-attention masks in (0, 1); needs ``has_masks``."""
         feeds = _feeds(["photo", "edge"], photos, edges, self.use_edge)
-        return self._mask_session("photo-mask").run(None, feeds)[0][:, 0]
+        return self._masksession_for("photo-mask").run(None, feeds)[0][:, 0]

@@ -54,10 +54,12 @@ def served_demo(
     while not getattr(app.state, "service", None) or not server.started:
         assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
         time.sleep(0.2)
-    state = app.state.service
-    GalleryBuilder(state.settings, state.sessions, state.encoder, show_progress=False).build("demo", source)
-    state.indexes.refresh()
     try:
+        state = app.state.service
+        GalleryBuilder(state.settings, state.sessions, state.encoder, show_progress=False).build(
+            "demo", source
+        )
+        state.indexes.refresh()
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True

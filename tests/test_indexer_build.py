@@ -130,6 +130,34 @@ def test_faulty_files_are_skipped_with_reasons(tmp_path: Path, sketchy: Path, ti
     assert report.count == 5
 
 
+def test_prefetching_the_next_batch_gives_the_same_index_and_failures(
+    tmp_path: Path, sketchy: Path, tiny_checkpoint: Path
+) -> None:
+    """The build prepares batch i+1 on a thread while batch i is encoded: same codes, same rows, same
+    reported failures (a damaged file inside a prefetched batch) as one batch after another."""
+    source = tmp_path / "photos"
+    photos_of(sketchy, ("cat", "teapot"), source, per_class=9)
+    (source / "cat" / "damaged.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    built = {}
+    for prefetch in (False, True):
+        settings, sessions = setup_env(tmp_path / str(prefetch), tiny_checkpoint)
+        encoder = load_encoder(tiny_checkpoint, "cpu")
+        builder = GalleryBuilder(
+            settings, sessions, encoder, batch_size=4, show_progress=False, prefetch=prefetch
+        )
+        report = builder.build("demo", source)
+        index, _ = read_version(report.version_path)
+        with sessions() as session:
+            version = active_version(session, "demo")
+            assert version is not None
+            paths = {r.id: Path(r.stored_path).name for r in session.scalars(select(ImageRecord))}
+            names = [paths[int(i)] for i in image_ids(session, version.id, index.ntotal)]
+        codes = {name: bytes(index.reconstruct(i)) for i, name in enumerate(names)}
+        built[prefetch] = (codes, [(Path(f["path"]).name, f["reason"].split(":")[0]) for f in report.failed])
+    assert built[True] == built[False]
+    assert len(built[True][0]) == 18 and [name for name, _ in built[True][1]] == ["damaged.jpg"]
+
+
 def test_second_build_of_a_gallery_is_refused_while_one_runs(
     tmp_path: Path, sketchy: Path, tiny_checkpoint: Path
 ) -> None:

@@ -5,6 +5,7 @@ apart from them in a real build."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from PIL import Image
 from catalog.builder import GalleryBuilder
 from catalog.db import migrate
 from catalog.db.session import make_engine, make_session_factory
+from catalog.encoders import encoder_for
 from catalog.index_store import read_version
 from catalog.settings import load_settings
 from model.checkpoint import file_checksum, load_checkpoint
@@ -25,7 +27,7 @@ from model.hashing import unpack_bits
 from model.imageio import decode_photo
 from model.onnx_encoder import load_onnx_encoder
 from model.onnx_export import export_graphs
-from model.onnx_runtime import PHOTO_INT8, Int8GraphMissing, graph_path
+from model.onnx_runtime import PHOTO_INT8, Int8GraphMissing, file_digest, graph_path
 from tests.helpers import CHECKPOINT, photos_of
 
 
@@ -44,7 +46,12 @@ def int8_folder(shared_onnx_cache: None, sketchy: Path, tmp_path_factory: pytest
     env = {**os.environ, "SKETCH_DATA_DIR": str(tmp_path_factory.mktemp("data"))}
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
-    assert "of the bits of 16 photos agree with float32" in result.stdout
+    # calibrated on half of the 16 photos, checked on the other half
+    said = re.search(
+        r"calibrated on (\d+) photos: ([\d.]+)% of the bits of (\d+) other photos agree", result.stdout
+    )
+    assert said is not None, result.stdout
+    assert (int(said[1]), int(said[3])) == (8, 8) and float(said[2]) >= 95.0
     return folder
 
 
@@ -87,7 +94,7 @@ def test_int8_without_its_graph_says_how_to_make_it(shared_onnx_cache: None, tmp
     )
     with pytest.raises(Int8GraphMissing, match=r"indexer export-onnx .*--int8-calibration"):
         load_onnx_encoder(CHECKPOINT, "cpu", "onnx", folder, 2, PhotoPrecision.INT8)
-    with pytest.raises(ValueError, match="int8 photo encoding runs on ONNX Runtime"):
+    with pytest.raises(RuntimeError, match="int8 photo precision runs on ONNX Runtime"):
         load_encoder(CHECKPOINT, "cpu", backend="torch", photo_precision=PhotoPrecision.INT8)
 
 
@@ -118,4 +125,38 @@ def test_an_int8_build_indexes_its_own_codes_and_caches_them_apart(
     assert reports[PhotoPrecision.INT8].encoded == 12 and reports[PhotoPrecision.INT8].reused == 0
     checksum = file_checksum(CHECKPOINT)
     folders = {p.name for p in settings.code_cache.glob("*/*") if p.is_dir()}
-    assert folders == {checksum[:32], f"{checksum[:32]}-int8"}
+    digest = file_digest(graph_path(int8_folder, checksum, PHOTO_INT8))[:8]  # which calibration made them
+    assert folders == {checksum[:32], f"{checksum[:32]}-int8-{digest}"}
+    # and each version says whose codes it holds
+    assert (
+        read_version(reports[PhotoPrecision.INT8].version_path)[1].photo_codes
+        == f"{checksum[:32]}-int8-{digest}"
+    )
+    assert read_version(reports[PhotoPrecision.FP32].version_path)[1].photo_codes == checksum[:32]
+
+
+def test_int8_without_its_graph_stops_the_service_and_the_indexer_saying_what_to_run(
+    shared_onnx_cache: None, sketchy: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "graphs"  # float32 graphs only
+    export_graphs(
+        build_model(load_checkpoint(CHECKPOINT)).eval(), file_checksum(CHECKPOINT), folder, masks=True
+    )
+    settings = load_settings(
+        data_dir=tmp_path / "data", checkpoint=CHECKPOINT, onnx_cache_dir=folder, photo_precision="int8"
+    )
+    with pytest.raises(RuntimeError, match=r"--int8-calibration PHOTO_FOLDER"):
+        encoder_for(settings)
+    source = tmp_path / "photos"
+    photos_of(sketchy, ("cat",), source, per_class=2)
+    env = {
+        **os.environ,
+        "SKETCH_DATA_DIR": str(tmp_path / "data"),
+        "SKETCH_ONNX_CACHE_DIR": str(folder),
+        "SKETCH_PHOTO_PRECISION": "int8",
+    }
+    exe = Path(sys.executable).parent / "indexer"
+    for command in (["migrate"], ["build", "--gallery", "g", "--source", str(source)]):
+        result = subprocess.run([str(exe), *command], capture_output=True, text=True, env=env)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert "--int8-calibration PHOTO_FOLDER" in result.stderr

@@ -32,6 +32,7 @@ from tests.helpers import (
     photos_of,
     sketch_png,
     wait_for_job,
+    wait_until_serving,
 )
 from tests.postgres import free_port
 
@@ -92,15 +93,7 @@ def run_demo(gallery: Path, data_dir: Path, log: Path, **env: str) -> Iterator[s
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.5)
+        wait_until_serving(base, proc, timeout=300, log=log)
         yield base
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
