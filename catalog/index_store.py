@@ -11,7 +11,6 @@ complete versions; a file damaged later fails its checksum instead of loading si
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -30,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from catalog.db.models import Gallery, IndexVersion
 from catalog.enums import VersionState
+from model.checkpoint import file_checksum
 from model.files import fsync_dir
 
 INDEX_FILE = "index.faiss"
@@ -101,14 +101,6 @@ def build_index(codes: np.ndarray, bits: int, spec: IndexSpec) -> faiss.IndexBin
     return index
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def write_version(parent: Path, index: faiss.IndexBinary, manifest: Manifest) -> Path:
     """Write into ``parent/.tmp-*``, fsync, rename to ``parent/v<time>-<id>``; returns the final path.
     The rows' photos go into the database with the version's row (``catalog.index_rows``)."""
@@ -119,7 +111,7 @@ def write_version(parent: Path, index: faiss.IndexBinary, manifest: Manifest) ->
     tmp = parent / f".tmp-{name}"
     tmp.mkdir()
     faiss.write_index_binary(index, str(tmp / INDEX_FILE))
-    manifest.sha256 = {INDEX_FILE: _sha256(tmp / INDEX_FILE)}
+    manifest.sha256 = {INDEX_FILE: file_checksum(tmp / INDEX_FILE)}
     (tmp / MANIFEST_FILE).write_text(json.dumps(asdict(manifest), indent=1))
     for file in (INDEX_FILE, MANIFEST_FILE):
         with open(tmp / file, "rb") as f:
@@ -143,7 +135,7 @@ def read_manifest(path: Path) -> Manifest:
 def _check_files(path: Path, manifest: Manifest) -> None:
     for file, expected in manifest.sha256.items():
         try:
-            actual = _sha256(path / file)
+            actual = file_checksum(path / file)
         except OSError as exc:
             raise IndexFileError(f"index version {path}: {file} cannot be read: {exc}") from None
         if actual != expected:

@@ -10,7 +10,6 @@ them. Nothing here imports torch.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from model.checkpoint import file_checksum
 from model.choices import PhotoPrecision
 
 # ONNX Runtime (1.32 on Linux) otherwise records usage telemetry with a device id under ~/.cache and
@@ -76,15 +76,6 @@ class Int8GraphMissing(RuntimeError):
     """int8 photo precision was asked for, but the checkpoint's quantised photo graph was never made."""
 
 
-def file_digest(path: Path) -> str:
-    """sha256 of a file, hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def photo_graph(precision: PhotoPrecision) -> str:
     return PHOTO_INT8 if precision == PhotoPrecision.INT8 else "photo"
 
@@ -120,7 +111,7 @@ class OnnxBranches:
         self._sketch = session_for(graph_path(folder, checksum, "sketch"), threads)
         self._photo = session_for(photo, threads)
         # Which quantised graph made the codes: a recalibration makes other codes, never mixed with these.
-        self.photo_graph_digest = file_digest(photo)[:8] if photo_precision == PhotoPrecision.INT8 else ""
+        self.photo_graph_digest = file_checksum(photo)[:8] if photo_precision == PhotoPrecision.INT8 else ""
         self._masks: dict[str, Any] = {}
         self._lock = threading.Lock()
 

@@ -6,17 +6,16 @@ import io
 import os
 import shutil
 import struct
-import subprocess
 import time
 import zlib
 from pathlib import Path
 from typing import Any
 
-import httpx
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
 from app.main import create_app
+from benchmarks.common import wait_until_serving  # noqa: F401  (the tests' own, shared with the benchmarks)
 from catalog.builder import GalleryBuilder
 from catalog.db import migrate
 from catalog.db.session import make_engine, make_session_factory
@@ -122,25 +121,3 @@ def make_tiny_checkpoint(path: Path) -> Path:
     config = ModelConfig(image_size=64, num_classes=3, class_names=["a", "b", "c"], edge_detector="canny")
     save_checkpoint(path, Checkpoint(config, CSCAN(config, pretrained=False).state_dict()))
     return path
-
-
-def wait_until_serving(
-    base: str,
-    process: subprocess.Popen[Any],
-    path: str = "/readyz",
-    timeout: float = 120,
-    log: Path | None = None,
-) -> None:
-    """Poll ``base + path`` until it answers 200. Raises RuntimeError (with ``log``'s text, if given) when
-    ``process`` exits first or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(base + path, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            why = "exited" if process.poll() is not None else f"did not answer {path} in {timeout:.0f} s"
-            raise RuntimeError(f"the server {why}" + (f":\n{log.read_text()}" if log else ""))
-        time.sleep(0.3)

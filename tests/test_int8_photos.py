@@ -27,7 +27,7 @@ from model.hashing import unpack_bits
 from model.imageio import decode_photo
 from model.onnx_encoder import load_onnx_encoder
 from model.onnx_export import export_graphs
-from model.onnx_runtime import PHOTO_INT8, Int8GraphMissing, file_digest, graph_path
+from model.onnx_runtime import PHOTO_INT8, Int8GraphMissing, graph_path
 from tests.helpers import CHECKPOINT, photos_of
 
 
@@ -125,7 +125,7 @@ def test_an_int8_build_indexes_its_own_codes_and_caches_them_apart(
     assert reports[PhotoPrecision.INT8].encoded == 12 and reports[PhotoPrecision.INT8].reused == 0
     checksum = file_checksum(CHECKPOINT)
     folders = {p.name for p in settings.code_cache.glob("*/*") if p.is_dir()}
-    digest = file_digest(graph_path(int8_folder, checksum, PHOTO_INT8))[:8]  # which calibration made them
+    digest = file_checksum(graph_path(int8_folder, checksum, PHOTO_INT8))[:8]  # which calibration made them
     assert folders == {checksum[:32], f"{checksum[:32]}-int8-{digest}"}
     # and each version says whose codes it holds
     assert (
