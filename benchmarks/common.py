@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
@@ -15,7 +16,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks"
+REPO = Path(__file__).resolve().parent.parent
+DOCS = REPO / "docs" / "benchmarks"
 
 
 def machine() -> dict[str, object]:
@@ -85,3 +87,13 @@ def wait_until_serving(
             why = "exited" if process.poll() is not None else f"did not answer {path} in {timeout:.0f} s"
             raise RuntimeError(f"the server {why}" + (f":\n{log.read_text()}" if log else ""))
         time.sleep(0.3)
+
+
+def training_only_modules() -> list[str]:
+    """The modules of the packages the CPU image leaves out (``TRAINING_ONLY`` in scripts/requirements.py,
+    which the Dockerfile's requirements come from): what a process without them must not import."""
+    spec = importlib.util.spec_from_file_location("requirements", REPO / "scripts" / "requirements.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return sorted(module.TRAINING_ONLY.values())

@@ -13,7 +13,6 @@ ONNX graphs `indexer export-onnx` writes. Writes docs/benchmarks/serving_memory.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import shutil
 import socket
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.common import rss_mb, wait_until_serving, write_result
+from benchmarks.common import rss_mb, training_only_modules, wait_until_serving, write_result
 from catalog.settings import DEFAULT_CHECKPOINT
 from model.checkpoint import file_checksum, load_checkpoint
 from model.factory import build_model
@@ -33,14 +32,6 @@ from model.onnx_export import export_graphs
 REPO = Path(__file__).resolve().parent.parent
 SKETCHY = REPO.parent / "shared" / "data" / "sketchy-subset"
 CLASSES = ["cat", "teapot", "airplane", "bicycle", "guitar"]
-
-
-def training_only_modules() -> list[str]:
-    spec = importlib.util.spec_from_file_location("requirements", REPO / "scripts" / "requirements.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return sorted(module.TRAINING_ONLY.values())
 
 
 def python_code(code: str, lean: bool) -> list[str]:

@@ -4,7 +4,6 @@ indexer run in processes where ``import torch`` fails, saying clearly what needs
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.common import training_only_modules
 from model.checkpoint import Checkpoint, file_checksum, load_checkpoint, save_checkpoint
 from model.config import ModelConfig
 from model.encoding import ImageEncoder
@@ -26,16 +26,6 @@ from model.onnx_export import export_graphs
 from model.onnx_runtime import graph_path
 from tests.helpers import AUTH, CHECKPOINT, REPO, TOKEN, make_client, photos_of, wait_until_serving
 from tests.postgres import free_port
-
-
-def training_only_modules() -> list[str]:
-    """The modules of the packages the CPU image leaves out (scripts/requirements.py)."""
-    spec = importlib.util.spec_from_file_location("requirements", REPO / "scripts" / "requirements.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return sorted(module.TRAINING_ONLY.values())
-
 
 # What the CPU image lacks, simulated: these imports fail in the child process as they do in the image.
 NO_TORCH = f"import sys; sys.modules.update(dict.fromkeys({training_only_modules()!r}, None)); "

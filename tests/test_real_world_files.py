@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw, ImageFilter, ImageOps, PngImagePlugin
 from sqlalchemy import select
 
+from benchmarks.sketch_inputs import preparation_cost
 from catalog.builder import BuildReport, GalleryBuilder
 from catalog.db.models import ImageRecord
 from catalog.index_rows import image_ids
@@ -290,27 +291,9 @@ def test_every_sketch_shape_within_the_cap_costs_bounded_time_and_memory(shape: 
     """Decoding and preparing it in a fresh process: under 2.5 s and 250 MB more than it started with
     (the square a 40000 px drawing needs at full size alone would be 1.6 GB)."""
     data = long_thin_png(*shape)
-    script = (
-        "import sys, time\n"
-        "from model.imageio import decode_image\n"
-        "from model.preprocessing import sketch_array\n"
-        "data = sys.stdin.buffer.read()\n"
-        "def kb(key):\n"
-        "    line = next(l for l in open('/proc/self/status') if l.startswith(key))\n"
-        "    return int(line.split()[1])\n"
-        "before = kb('VmRSS')\n"
-        "open('/proc/self/clear_refs', 'w').write('5')  # the high-water mark starts again from here\n"
-        "start = time.perf_counter()\n"
-        "tensor = sketch_array(decode_image(data, 4_194_304, ('PNG',)), 128)  # what the service runs\n"
-        "took = time.perf_counter() - start\n"
-        "grew = (kb('VmHWM') - before) / 1024\n"
-        "print(tuple(tensor.shape), round(took, 2), round(grew))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", script], input=data, capture_output=True, check=True, cwd=REPO, timeout=120
-    ).stdout.decode()
-    shape_out, took, grew = out.rsplit(")", 1)[0] + ")", *map(float, out.rsplit(")", 1)[1].split())
-    assert shape_out == "(3, 128, 128)"
+    took, grew, shape_out = preparation_cost(data)  # what the service runs: sketch_array
+    out = f"{shape_out} {took:.2f} s, {grew:.0f} MB"
+    assert shape_out == (3, 128, 128)
     assert took < 2.5 and grew < 250, out
 
 
