@@ -70,7 +70,7 @@ def build_rate(photos: Path, checkpoint: Path, onnx: Path, ray: RayOptions | Non
         start = time.perf_counter()
         report = builder.build("bench", photos)
         seconds = time.perf_counter() - start
-    name = "one process (2 torch threads)" if ray is None else f"ray, {ray.actors} CPU actor(s)"
+    name = "one process (2 network threads)" if ray is None else f"ray, {ray.actors} CPU actor(s)"
     row = {"mode": name, "photos": report.count, "seconds": round(seconds, 1)}
     row["photos_per_s"] = round(report.count / seconds, 1)
     print(row, flush=True)
