@@ -185,8 +185,9 @@ class LoadedIndex:
         # A flat index stores its codes contiguously: a zero-copy numpy view of them makes reading 300
         # candidates' codes a fancy index (microseconds) instead of 300 reconstruct() calls.
         concrete: Any = faiss.downcast_IndexBinary(self.index)
+        self.is_flat = isinstance(concrete, faiss.IndexBinaryFlat)  # exact scans: results can be widened
         self._codes: np.ndarray | None = None
-        if isinstance(concrete, faiss.IndexBinaryFlat) and concrete.ntotal:
+        if self.is_flat and concrete.ntotal:
             size = concrete.ntotal * concrete.code_size
             codes: Any = getattr(concrete, "xb")  # noqa: B009  (SWIG vector, untyped; data() backs the view)
             self._codes = faiss.rev_swig_ptr(codes.data(), size).reshape(concrete.ntotal, -1)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -100,29 +99,29 @@ def _shell(index: LoadedIndex, packed: np.ndarray, radius: int) -> tuple[np.ndar
 
 
 def exact_candidates(
-    index: LoadedIndex, packed: np.ndarray, continuous: np.ndarray, k: int, depth: int
+    index: LoadedIndex, packed: np.ndarray, continuous: np.ndarray, k: int, depth: int, widen: bool = True
 ) -> Candidates:
     """The ``depth`` Hamming-nearest codes, widened (once, straight to the radius the bound asks for)
     until they provably hold the exact asymmetric top ``k`` of the index (unless that would take more
-    than ``MAX_CANDIDATES``), ordered by asymmetric distance (ties by Hamming distance, then position).
-    ``packed`` (bits/8,), ``continuous`` (bits,)."""
+    than ``MAX_CANDIDATES``, or ``widen`` is False), ordered by asymmetric distance (ties by Hamming
+    distance, then position). ``packed`` (bits/8,), ``continuous`` (bits,)."""
     started = time.perf_counter()
     hamming, positions = index.search(packed.reshape(1, -1), depth)
     scan_seconds = time.perf_counter() - started
     keep = positions[0] >= 0
     hamming, positions = hamming[0][keep].astype(np.int64), positions[0][keep].astype(np.int64)
+    found = _ranked(index, continuous, positions, hamming, True, scan_seconds, 0.0)
     if len(positions) >= index.count or not len(positions):  # the whole index: exact by definition
-        return _ranked(index, continuous, positions, hamming, True, scan_seconds, 0.0)
+        return found
     # Every code nearer than the farthest candidate is among the candidates; the farthest shell may be
     # cut. (With a flat index FAISS is exact; HNSW/IVF are approximate and are not widened.)
     radius = int(hamming[-1]) - 1
     base, least_extra = _lower_bounds(continuous)
-    found = _ranked(index, continuous, positions, hamming, True, scan_seconds, 0.0)
     kth = found.distances[min(k, len(found.distances)) - 1]
     # Codes outside the complete radius are at least radius + 1 bits from q: never nearer than this.
     if kth <= base + least_extra[radius + 1] + 1e-6:
         return found
-    if not isinstance(faiss.downcast_IndexBinary(index.index), faiss.IndexBinaryFlat):
+    if not widen or not index.is_flat:
         return Candidates(found.positions, found.hamming, found.distances, False, scan_seconds, 0.0)
     # The smallest radius r whose outside (r + 1 bits or more) cannot beat the k-th: one range search.
     needed = int(np.searchsorted(least_extra, kth - base - 1e-6, side="left")) - 1
@@ -206,7 +205,8 @@ def search_codes(
     # The exactness check covers the rows fetched: k, plus slack for photos deleted since the build.
     wanted = depth if label is not None else k + FETCH_SLACK + (exclude is not None)
     started = time.perf_counter()
-    found = exact_candidates(index, packed, np.asarray(continuous, np.float32), wanted, depth)
+    # With a label the label's photos among the nearest are ranked, never proven exact: no widening.
+    found = exact_candidates(index, packed, np.asarray(continuous, np.float32), wanted, depth, label is None)
     ranked = time.perf_counter()
     images = _fetch(sessions, index, found, k, label, exclude)
     seconds = {

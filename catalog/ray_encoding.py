@@ -73,6 +73,7 @@ class PhotoEncoderActor:
         threads: int,
         photo_precision: str = PhotoPrecision.FP32,
         int8_graph: Any = None,  # the driver's quantised photo graph (bytes, as an object reference)
+        codes_key: str | None = None,  # the build's ImageEncoder.photo_codes_key
     ) -> None:
         import ray
 
@@ -94,6 +95,10 @@ class PhotoEncoderActor:
         )
         if self.encoder.checksum != checksum:
             raise RuntimeError("the checkpoint received by this Ray worker is not the one the build uses")
+        if codes_key is not None and self.encoder.photo_codes_key != codes_key:  # e.g. a stale int8 graph
+            raise RuntimeError(
+                "this Ray worker's photo graph is not the one the build uses: its codes would differ"
+            )
         self.max_pixels = max_pixels
         self.actor_id = ray.get_runtime_context().get_actor_id() or "driver"
 
@@ -193,7 +198,8 @@ def encode_on_ray(
             "onnx_cache": str(settings.onnx_cache),
             "max_pixels": settings.max_pixels,
             "threads": max(1, int(cpus)),
-            "photo_precision": str(encoder.photo_precision),  # the same codes as the cache's key
+            "photo_precision": str(encoder.photo_precision),
+            "codes_key": encoder.photo_codes_key,  # the same codes as the cache's key, or a refusal
             "int8_graph": (
                 ray.put(graph_path(settings.onnx_cache, checksum, PHOTO_INT8).read_bytes())
                 if encoder.photo_precision == PhotoPrecision.INT8

@@ -75,7 +75,7 @@ class Settings(BaseSettings):
 
     @property
     def index_root(self) -> Path:
-        """Index versions, one folder per gallery (catalog.builder.index_dir)."""
+        """Index versions, one folder per gallery (catalog.builder.gallery_dir)."""
         return self.data_dir / "indexes"
 
     @property

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -22,6 +22,9 @@ from model.config import ModelConfig
 from model.edges import EdgeDetector
 from model.hashing import binarise, pack_bits
 from model.preprocessing import letterbox_content, photo_pair_arrays, sketch_array
+
+if TYPE_CHECKING:
+    from model.onnx_runtime import OnnxBranches
 
 
 class DeviceUnavailable(RuntimeError):
@@ -53,13 +56,6 @@ class Codes:
         return cls(np.concatenate([p.continuous for p in parts]), np.concatenate([p.packed for p in parts]))
 
 
-class DeviceLike(Protocol):
-    """Where the network runs (a ``torch.device`` or a ``Device``): only its type is read."""
-
-    @property
-    def type(self) -> str: ...
-
-
 @dataclass(frozen=True)
 class Device:
     """The device of an encoder without PyTorch (always the CPU)."""
@@ -79,9 +75,10 @@ class ImageEncoder(ABC):
 
     config: ModelConfig
     edges: EdgeDetector | None
-    device: Any  # DeviceLike
+    device: Any  # a torch.device or a Device: only its ``type`` is read
     checksum: str  # sha256 of the checkpoint file: the code cache and the index manifests record it
     info: dict
+    runtime: OnnxBranches | None  # ONNX Runtime's sessions; None where PyTorch runs the network
 
     @property
     @abstractmethod
@@ -95,8 +92,7 @@ class ImageEncoder(ABC):
     @property
     def photo_precision(self) -> PhotoPrecision:
         """The photo branch's arithmetic (int8 only on ONNX Runtime, when asked for)."""
-        runtime = getattr(self, "runtime", None)
-        return runtime.photo_precision if runtime is not None else PhotoPrecision.FP32
+        return self.runtime.photo_precision if self.runtime is not None else PhotoPrecision.FP32
 
     @property
     def photo_codes_key(self) -> str:
@@ -104,7 +100,8 @@ class ImageEncoder(ABC):
         checksum (its first 32 hex digits), and for int8 which quantised graph (its codes differ from
         float32's, and from another calibration's, in a few bits, so they never mix)."""
         if self.photo_precision == PhotoPrecision.INT8:
-            return f"{self.checksum[:32]}-int8-{self.runtime.photo_graph_digest}"  # type: ignore[attr-defined]
+            assert self.runtime is not None  # int8 runs on ONNX Runtime only
+            return f"{self.checksum[:32]}-int8-{self.runtime.photo_graph_digest}"
         return self.checksum[:32]
 
     @property

@@ -6,13 +6,11 @@ way the network was trained.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from model import explain
 from model.checkpoint import Checkpoint, CheckpointError, file_checksum, load_checkpoint
@@ -76,13 +74,6 @@ class Encoder(ImageEncoder):
             return Codes.of(self.runtime.sketch(np.asarray(batch)))
         with self._autocast():
             return Codes.of(self.model.encode_sketch(self._tensor(batch)).float().cpu().numpy())
-
-    def photo_tensors(
-        self, photos: list[Image.Image], edges: Sequence[Image.Image | None] | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``photo_arrays`` as tensors."""
-        photo_a, edge_a = self.photo_arrays(photos, edges)
-        return torch.from_numpy(photo_a), torch.from_numpy(edge_a) if edge_a is not None else None
 
     @torch.inference_mode()
     def encode_prepared_photos(self, photos: np.ndarray, edges: np.ndarray | None) -> Codes:

@@ -123,22 +123,18 @@ class OnnxBranches:
         """(N, bits) continuous codes."""
         return self._photo.run(None, _feeds(["photo", "edge"], photos, edges, self.use_edge))[0]
 
-    @property
-    def has_masks(self) -> bool:
-        return all(graph_path(self.folder, self.checksum, name).is_file() for name in MASKS)
-
-    def _masksession_for(self, name: str) -> Any:
+    def _mask_session(self, name: str) -> Any:
         with self._lock:
             if name not in self._masks:
                 self._masks[name] = session_for(graph_path(self.folder, self.checksum, name), self.threads)
             return self._masks[name]
 
     def sketch_mask(self, batch: np.ndarray) -> np.ndarray:
-        """(N, h, w) attention masks in (0, 1); needs ``has_masks``."""
+        """(N, h, w) attention masks in (0, 1); needs the mask graphs (models with attention)."""
         feeds = {"sketch": np.ascontiguousarray(batch, dtype=np.float32)}
-        return self._masksession_for("sketch-mask").run(None, feeds)[0][:, 0]
+        return self._mask_session("sketch-mask").run(None, feeds)[0][:, 0]
 
     def photo_mask(self, photos: np.ndarray, edges: np.ndarray | None) -> np.ndarray:
-        """(N, h, w) co-attention masks in (0, 1); needs ``has_masks``."""
+        """(N, h, w) co-attention masks in (0, 1); needs the mask graphs (models with attention)."""
         feeds = _feeds(["photo", "edge"], photos, edges, self.use_edge)
-        return self._masksession_for("photo-mask").run(None, feeds)[0][:, 0]
+        return self._mask_session("photo-mask").run(None, feeds)[0][:, 0]
