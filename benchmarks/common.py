@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,6 +75,8 @@ def wait_until_serving(
 ) -> None:
     """Poll ``base + path`` until it answers 200. Raises RuntimeError (with ``log``'s text, if given) when
     ``process`` exits first or ``timeout`` seconds pass."""
+    import httpx  # here: the GPU check imports this module where only the model's packages are
+
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -97,3 +98,16 @@ def training_only_modules() -> list[str]:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return sorted(module.TRAINING_ONLY.values())
+
+
+def timed_runs(fn, repeats: int, warmups: int = 5) -> list[float]:  # type: ignore[no-untyped-def]
+    """Seconds of each of ``repeats`` calls of ``fn()``, after ``warmups`` calls that pay for
+    allocations and kernel selection."""
+    for _ in range(warmups):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return samples

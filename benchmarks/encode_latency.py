@@ -13,23 +13,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from benchmarks.common import percentiles, write_result
+from benchmarks.common import percentiles, timed_runs, write_result
 from catalog.settings import DEFAULT_CHECKPOINT
 from model.factory import load_encoder
 from training.datasets import read_split
 
 SKETCHY = Path(__file__).resolve().parents[2] / "shared" / "data" / "sketchy-subset"
-
-
-def timed_runs(fn, repeats: int) -> list[float]:  # type: ignore[no-untyped-def]
-    for _ in range(5):  # warm-up: first calls pay for allocations and kernel selection
-        fn()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return samples
 
 
 def measure(encoder, sketches: list[Image.Image], repeats: int) -> dict:  # type: ignore[no-untyped-def]

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.common import timed_runs
+
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT / "checkpoints" / "cscan-sketchy-64.safetensors"
 EPOCH_STEPS = 119  # the committed recipe: 3,809 paired sketches / batch 32
@@ -42,13 +44,7 @@ class NoGPU(RuntimeError):
 
 def _timed(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
     """Median seconds of ``fn()`` over ``repeats`` runs after one warm-up."""
-    fn()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return float(np.median(samples))
+    return float(np.median(timed_runs(fn, repeats, warmups=1)))
 
 
 def _synthetic_photos(count: int, size: int = 256):  # type: ignore[no-untyped-def]
