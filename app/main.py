@@ -89,7 +89,6 @@ def start_embedded_worker(state: ServiceState) -> threading.Thread:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     configure_threads(settings.torch_threads)
-    faiss.omp_set_num_threads(1)  # one query at a time: FAISS threads would only fight torch's
     engine = prepare_database(settings)
     sessions = make_session_factory(engine)
     started = time.perf_counter()
@@ -114,7 +113,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         faiss.__version__,
         faiss.get_compile_options().strip(),
     )
-    indexes = IndexManager(sessions, settings.index_poll_seconds, placer_for(index_device))
+    # One FAISS thread per query, on whichever thread searches: requests are the parallelism, and more
+    # threads would only fight the encoder's for the cores.
+    indexes = IndexManager(sessions, settings.index_poll_seconds, placer_for(index_device), search_threads=1)
     indexes.start()
     state = ServiceState(
         settings,

@@ -178,6 +178,11 @@ class LoadedIndex:
     manifest: Manifest
     index: faiss.IndexBinary  # on the CPU: re-ranking reads candidates' codes from it
     search_index: faiss.IndexBinary | None = None  # a GPU copy when placed on one
+    # FAISS (OpenMP) threads per search, None for FAISS's default. Set on the searching thread at each
+    # search: OpenMP's thread count is a per-thread setting, so setting it once on the main thread
+    # leaves every pool thread at one per core, and on a small machine a lone query's idle OpenMP
+    # team then spins against the encoder (docs/benchmarks/search_load.json).
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.search_index is None:
@@ -214,7 +219,19 @@ class LoadedIndex:
         if self.count == 0:
             return np.zeros((len(codes), 0), np.int32), np.zeros((len(codes), 0), np.int64)
         assert self.search_index is not None
+        self._set_threads()
         return self.search_index.search(np.ascontiguousarray(codes, dtype=np.uint8), k)
+
+    def within(self, code: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions and Hamming distances of every code at most ``radius`` bits from one packed
+        ``code`` (bits/8,), in FAISS's order (a range search of the CPU index)."""
+        self._set_threads()
+        lims, dist, pos = self.index.range_search(code.reshape(1, -1), radius + 1)  # range is d < radius
+        return pos[lims[0] : lims[1]].astype(np.int64), dist[lims[0] : lims[1]].astype(np.int64)
+
+    def _set_threads(self) -> None:
+        if self.threads is not None:
+            faiss.omp_set_num_threads(self.threads)
 
     def memory_bytes(self) -> int:
         """What the loaded version holds: its codes (the index's own sizes)."""
@@ -233,8 +250,10 @@ def load_index(
     gallery: str,
     version: IndexVersion,
     place: Callable[[faiss.IndexBinary], faiss.IndexBinary] | None = None,
+    threads: int | None = None,
 ) -> LoadedIndex:
-    """Load and check a version; ``place`` puts a search copy elsewhere (a GPU)."""
+    """Load and check a version; ``place`` puts a search copy elsewhere (a GPU); ``threads``: FAISS
+    threads per search (``LoadedIndex.threads``)."""
     index, manifest = read_version(Path(version.path))
     search_index = place(index) if place is not None else index
-    return LoadedIndex(gallery, version.gallery_id, version.id, manifest, index, search_index)
+    return LoadedIndex(gallery, version.gallery_id, version.id, manifest, index, search_index, threads)

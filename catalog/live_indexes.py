@@ -28,9 +28,11 @@ class IndexManager:
         sessions: sessionmaker[Session],
         poll_seconds: float,
         place: Callable[[faiss.IndexBinary], faiss.IndexBinary] | None = None,
+        search_threads: int | None = None,
     ) -> None:
         self.sessions = sessions
         self.place = place
+        self.search_threads = search_threads  # LoadedIndex.threads of every version loaded
         self.poll_seconds = poll_seconds
         self._indexes: dict[str, LoadedIndex] = {}
         self._refresh_lock = threading.Lock()
@@ -49,7 +51,7 @@ class IndexManager:
         if version.id in self._broken:
             return None
         try:
-            return load_index(name, version, self.place)
+            return load_index(name, version, self.place, self.search_threads)
         except IndexFileError as exc:
             self._broken.add(version.id)
             log.error("cannot load index version %s of gallery %s: %s", version.id, name, exc)

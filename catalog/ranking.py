@@ -92,12 +92,6 @@ def _lower_bounds(continuous: np.ndarray) -> tuple[float, np.ndarray]:
     return base, np.concatenate([[0.0], np.cumsum(np.sort(weights))])
 
 
-def _shell(index: LoadedIndex, packed: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions and Hamming distances of every code at most ``radius`` bits from ``packed``."""
-    lims, dist, pos = index.index.range_search(packed.reshape(1, -1), radius + 1)  # range is d < radius
-    return pos[lims[0] : lims[1]].astype(np.int64), dist[lims[0] : lims[1]].astype(np.int64)
-
-
 def exact_candidates(
     index: LoadedIndex, packed: np.ndarray, continuous: np.ndarray, k: int, depth: int, widen: bool = True
 ) -> Candidates:
@@ -126,7 +120,7 @@ def exact_candidates(
     # The smallest radius r whose outside (r + 1 bits or more) cannot beat the k-th: one range search.
     needed = int(np.searchsorted(least_extra, kth - base - 1e-6, side="left")) - 1
     started = time.perf_counter()
-    wider_pos, wider_ham = _shell(index, packed, min(needed, index.bits))
+    wider_pos, wider_ham = index.within(packed, min(needed, index.bits))
     widen_seconds = time.perf_counter() - started
     if len(wider_pos) > MAX_CANDIDATES:
         return Candidates(found.positions, found.hamming, found.distances, False, scan_seconds, widen_seconds)

@@ -83,6 +83,7 @@ def test_real_sketches_find_their_class_through_the_api(
         state = client.app.state.service  # type: ignore[attr-defined]
         GalleryBuilder(settings, state.sessions, state.encoder, show_progress=False).build("six", source)
         state.indexes.refresh()
+        assert state.indexes.get("six").threads == 1  # one FAISS thread per query, on every thread
         for query in queries:
             r = client.post("/search?k=10", files={"file": ("q.png", query.path.read_bytes(), "image/png")})
             assert r.status_code == 200

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -151,3 +153,25 @@ def test_search_and_similar_share_one_path_and_leave_the_photo_out(sessions: ses
     assert all(r.similarity(BITS) == pytest.approx(1 - r.hamming_distance / BITS) for r in ranking.images)
     with pytest.raises(NotIndexed):
         similar_to(sessions, index, int(ids.max()) + 1, k=5)
+
+
+def test_searches_on_pool_threads_use_the_index_s_faiss_thread_count() -> None:
+    """OpenMP's thread count is per thread: set once on the main thread, it left the service's pool
+    threads (where searches run) at one FAISS thread per core, whose idle team then spun against the
+    encoder. Each search now sets it on the thread that searches."""
+    rng = np.random.default_rng(0)
+    index = loaded(tied_codes(rng, 2000))
+    index.threads = 1
+    query = index.codes_at(np.array([0]))[0]
+
+    def search_on_a_fresh_thread(search: str) -> int:
+        faiss.omp_set_num_threads(3)  # what a new thread starts with on a 3-core machine
+        if search == "knn":
+            index.search(query.reshape(1, -1), 10)
+        else:
+            index.within(query, 2)
+        return faiss.omp_get_max_threads()
+
+    for search in ("knn", "range"):
+        with ThreadPoolExecutor(1) as pool:
+            assert pool.submit(search_on_a_fresh_thread, search).result() == 1
