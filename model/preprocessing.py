@@ -154,12 +154,12 @@ def _paper(pixels: np.ndarray) -> np.ndarray:
     h, w, c = pixels.shape
     step = max(1, int(np.sqrt(h * w / _PAPER_SAMPLES)))
     ys, xs = np.arange(0, h, step), np.arange(0, w, step)
-    v, u = np.meshgrid(ys / max(h - 1, 1) * 2 - 1, xs / max(w - 1, 1) * 2 - 1, indexing="ij")
-    terms = np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=-1).reshape(-1, 6)
     samples = pixels[ys][:, xs].reshape(-1, c).astype(np.float64)
     level = np.median(samples, axis=0)
     if (np.abs(samples - level).max(axis=1) <= 1 / 255).mean() > 0.5:  # flat paper: a digital drawing
         return level.astype(np.float32).reshape(1, 1, c)
+    v, u = np.meshgrid(ys / max(h - 1, 1) * 2 - 1, xs / max(w - 1, 1) * 2 - 1, indexing="ij")
+    terms = np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=-1).reshape(-1, 6)
     coef = np.zeros((6, c))
     coef[0] = level
     keep = np.ones(len(samples), bool)
@@ -198,11 +198,17 @@ def _clear_frames(ink: np.ndarray, mask: np.ndarray) -> None:
     for _ in range(2):  # a frame's top and bottom first, then its sides; again for a frame in a frame
         for axis in (0, 1):
             (r0, r1), (c0, c1) = inside
-            share = mask[r0:r1, c0:c1].mean(axis=1 - axis) if r1 > r0 and c1 > c0 else np.zeros(0)
-            lo, n = inside[axis][0], len(share)
+            if r1 <= r0 or c1 <= c0:
+                continue  # frames took everything
+            lo, n = inside[axis][0], (r1 - r0 if axis == 0 else c1 - c0)
             depth, gap = max(1, int(n * FRAME_DEPTH)), max(2, int(n * FRAME_GAP))
+            # Shares are read only near the two edges (at most depth lines each; the walk mostly stops
+            # after gap + 1), so only those bands are measured: the middle of the sketch is never read.
+            share = _edge_shares(mask[r0:r1, c0:c1], axis, min(depth, gap + 1))
             for end, order in ((0, range(depth)), (1, range(n - 1, n - 1 - depth, -1))):
                 for steps, i in enumerate(order):
+                    if i not in share:
+                        share.update(_edge_shares(mask[r0:r1, c0:c1], axis, depth))
                     if share[i] >= FRAME_SHARE:
                         index = (lo + i, slice(None)) if axis == 0 else (slice(None), lo + i)
                         ink[index] = 0.0
@@ -210,6 +216,15 @@ def _clear_frames(ink: np.ndarray, mask: np.ndarray) -> None:
                         inside[axis][end] = lo + i + 1 if end == 0 else lo + i
                     elif share[i] > 0.01 or steps >= gap:
                         break  # the drawing begins, or paper too wide for a margin
+
+
+def _edge_shares(mask: np.ndarray, axis: int, band: int) -> dict[int, float]:
+    """The ink share of the first and last ``band`` rows (axis 0) or columns (axis 1) of ``mask``,
+    keyed by their index along that axis."""
+    n = mask.shape[axis]
+    picked = sorted(set(range(min(band, n))) | set(range(max(0, n - band), n)))
+    lines = mask[picked] if axis == 0 else mask[:, picked].T
+    return dict(zip(picked, lines.mean(axis=1).tolist(), strict=True))
 
 
 def _strong_target(strong: float) -> float:
@@ -271,7 +286,7 @@ def stroke_bbox(gray: Image.Image) -> tuple[int, int, int, int]:
     """Bounding box of the strokes of a dark-on-white image; raises BlankSketchError when there are
     none. A few stray pixels apart from the drawing (noise, dust) do not stretch it."""
     mask = np.asarray(gray) < STROKE_THRESHOLD
-    total = int(mask.sum())
+    total = np.count_nonzero(mask)
     if total < 3:
         raise BlankSketchError("the sketch is blank: draw some strokes first")
     stray = max(2, total // 1000)
@@ -286,8 +301,8 @@ def stroke_bbox(gray: Image.Image) -> tuple[int, int, int, int]:
             pieces.pop()
         return int(pieces[0][0]), int(pieces[-1][-1]) + 1
 
-    left, right = span(mask.sum(axis=0))
-    top, bottom = span(mask.sum(axis=1))
+    left, right = span(np.count_nonzero(mask, axis=0))  # counting beats summing booleans
+    top, bottom = span(np.count_nonzero(mask, axis=1))
     return left, top, right, bottom
 
 
@@ -374,6 +389,9 @@ def _framed(
 
 def to_array(image: Image.Image) -> np.ndarray:
     """(3, H, W) float32 array normalised for the backbone; grayscale is repeated on three channels."""
+    if image.mode == "L":  # a sketch: one channel normalised, then repeated (the same values)
+        grey = (np.asarray(image, dtype=np.float32) / 255.0 - MEAN) / STD
+        return np.ascontiguousarray(np.broadcast_to(grey, (3, *grey.shape)), dtype=np.float32)
     arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     return np.ascontiguousarray((arr.transpose(2, 0, 1) - MEAN) / STD, dtype=np.float32)
 
