@@ -14,9 +14,8 @@ from catalog.scan import scan_source
 from catalog.settings import get_settings
 from model.checkpoint import CheckpointError, file_checksum, load_checkpoint
 from model.encoding import ImageEncoder
-from model.factory import Encoder, build_model
+from model.factory import Encoder, build_model, encoder_from_checkpoint
 from model.imageio import ImageRejected, decode_photo
-from model.onnx_encoder import load_onnx_encoder
 from model.onnx_export import export_graphs
 from model.onnx_quantise import quantise_photo_branch
 from model.onnx_runtime import PHOTO_INT8, graph_path
@@ -126,7 +125,9 @@ def export_onnx(
             ):  # keeps its int8 graph
                 stale.unlink()
                 typer.echo(f"removed {stale}")
-    lean = load_onnx_encoder(path, "cpu", "onnx", folder, threads=1)
+    # The graphs through ONNX Runtime, with the checkpoint's own edge detector (HED and PiDiNet run on
+    # PyTorch, which this command has), against the PyTorch network.
+    lean = encoder_from_checkpoint(loaded, checksum, "cpu", backend="onnx", cache_dir=folder)
     reference = Encoder(model, loaded.config, lean.edges, model.sketch_classifier.weight.device, checksum)
     sketches, photos = _probe_images(loaded.config.image_size)
     for kind, ours, theirs in (

@@ -134,6 +134,30 @@ def test_export_onnx_writes_checked_graphs_and_prunes_other_checkpoints(
     assert all(path.stat().st_mode & 0o777 == 0o644 for path in folder.glob("*.onnx"))
 
 
+def test_export_onnx_checks_a_checkpoint_with_a_learned_edge_detector(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    """HED and PiDiNet edge maps run on PyTorch: the export checked its graphs with the PyTorch-free
+    encoder, which refuses such checkpoints, so exporting one failed with a traceback."""
+    hed = tmp_path / "hed.safetensors"
+    ckpt = load_checkpoint(tiny_checkpoint)
+    save_checkpoint(
+        hed, Checkpoint(ModelConfig(**{**ckpt.config.to_dict(), "edge_detector": "hed"}), ckpt.state_dict)
+    )
+    folder = tmp_path / "graphs"
+    exe = Path(sys.executable).parent / "indexer"
+    result = subprocess.run(
+        [str(exe), "export-onnx", "--checkpoint", str(hed), "--out", str(folder)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SKETCH_DATA_DIR": str(tmp_path / "data")},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "4 graphs" in result.stdout and "checked" in result.stdout
+    names = ("sketch", "photo", "sketch-mask", "photo-mask")
+    assert sorted(folder.glob("*.onnx")) == sorted(graph_path(folder, file_checksum(hed), n) for n in names)
+
+
 def run_without_torch(code: str, env: dict[str, str], **kwargs) -> subprocess.Popen:  # type: ignore[no-untyped-def, type-arg]
     return subprocess.Popen([sys.executable, "-c", NO_TORCH + code], env=env, cwd=REPO, **kwargs)
 
