@@ -269,7 +269,9 @@ def _similar(
     if index is None:
         raise APIError(409, "no_index", f"gallery {name!r} has no active index yet: reindex it first")
     applied = applicable_label(state, index, label)
-    return index, similar_to(state.sessions, index, image_id, k, applied), applied
+    ranking = similar_to(state.sessions, index, image_id, k, applied)
+    state.metrics.record_ranking(ranking)  # its stages and inexact rankings count like a search's
+    return index, ranking, applied
 
 
 async def similar(

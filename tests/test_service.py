@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -63,6 +64,27 @@ def test_search_returns_ranked_results(client: TestClient) -> None:
         # the score of the ranking itself: 1 - asymmetric distance / bits (so it falls as the rank grows)
         assert m["similarity"] == pytest.approx(1 - m["distance"] / 64, abs=1e-4)
         assert m["label"] in CLASSES and m["url"] == f"/images/{m['image_id']}"
+
+
+def stage_count(client: TestClient, stage: str) -> float:
+    text = client.get("/metrics").text
+    found = re.search(rf'sketch_search_stage_seconds_count{{stage="{stage}"}} ([\d.e+]+)', text)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_more_like_this_rankings_are_measured_like_searches(client: TestClient) -> None:
+    """/search/similar ranked without recording its stages, so its scans, database fetches and
+    inexact rankings were missing from /metrics."""
+    image_id = client.post("/search?k=1", files={"file": ("s.png", sketch_png(), "image/png")}).json()[
+        "results"
+    ][0]["image_id"]
+    before = {stage: stage_count(client, stage) for stage in ("scan", "rerank", "fetch")}
+    assert client.post(f"/search/similar/{image_id}?k=5").status_code == 200
+    assert {stage: stage_count(client, stage) - before[stage] for stage in before} == {
+        "scan": 1,
+        "rerank": 1,
+        "fetch": 1,
+    }
 
 
 @pytest.mark.parametrize(
