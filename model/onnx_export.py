@@ -15,18 +15,18 @@ import torch
 
 from model.cscan import CSCAN
 from model.files import atomic_write
-from model.onnx_runtime import BRANCHES, MASKS, OPSET, graph_path
+from model.onnx_runtime import BRANCHES, MASKS, OPSET, graph_path, onnx_runtime_available
 
 log = logging.getLogger(__name__)
 
 
 def onnx_export_available() -> bool:
+    """Whether graphs can be both exported (onnx) and run (ONNX Runtime)."""
     try:
         import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
     except ImportError:
         return False
-    return True
+    return onnx_runtime_available()
 
 
 class _Sketch(torch.nn.Module):
