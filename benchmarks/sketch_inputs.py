@@ -10,6 +10,9 @@
   drop when the preprocessing changes (its grey strokes are what the network was trained on).
 - ``shapes``: time and peak memory of decoding and preparing the largest sketches the cap allows, one
   fresh process each.
+- ``page_canvas``: what preparing one search costs (ink map, network input, photo check) for sketches
+  as the drawing page sends them (512x512 RGBA), against one sketch encode in the same run, and with
+  ``--against`` against revision REV's preprocessing on the same canvases.
 - ``against``: with ``--against REV``, how many of the Sketchy test sketches and a sample of TU-Berlin's
   get other codes from the preprocessing of git revision REV (on ordinary drawings the two must agree).
 
@@ -25,19 +28,21 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-import model.factory
+import model.encoding
 import model.preprocessing as prep
-from benchmarks.common import write_result
+from benchmarks.common import timed_runs, write_result
 from catalog.settings import DEFAULT_CHECKPOINT
 from model.factory import Encoder, load_encoder
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 SHAPES = ((40000, 104), (104, 40000), (2048, 2048))
+PAGE_CANVAS, PAGE_SKETCHES = 512, 60  # the drawing page's canvas, and how many sketches are drawn on it
 
 
 def strong_ink(paths: list[Path]) -> list[float]:
@@ -106,8 +111,8 @@ def shape_cost(width: int, height: int) -> dict[str, float]:
     return {"png_kb": round(len(buf.getvalue()) / 1024, 1), "ms": round(took * 1000), "mb": round(grew)}
 
 
-def against(revision: str, encoder: Encoder, paths: list[Path]) -> dict[str, object]:
-    """Codes of the same sketches from revision's preprocessing and from this one."""
+def preprocessing_of(revision: str) -> ModuleType:
+    """``model/preprocessing.py`` as git revision ``revision`` had it, loaded as a module."""
     source = subprocess.run(
         ["git", "show", f"{revision}:model/preprocessing.py"], capture_output=True, check=True, cwd=REPO
     ).stdout
@@ -119,17 +124,52 @@ def against(revision: str, encoder: Encoder, paths: list[Path]) -> dict[str, obj
         old = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = old  # its dataclasses look their module up
         spec.loader.exec_module(old)
+    return old
+
+
+def page_canvases(paths: list[Path]) -> list[Image.Image]:
+    """Sketches as the drawing page sends them: black strokes on a transparent 512x512 canvas."""
+    canvases: list[Image.Image] = []
+    for path in paths:
+        grey = Image.open(path).convert("L").resize((PAGE_CANVAS, PAGE_CANVAS), Image.Resampling.BILINEAR)
+        black = Image.new("L", grey.size, 0)
+        rgba = Image.merge("RGBA", (black, black, black, Image.eval(grey, lambda v: 255 - v)))
+        buf = io.BytesIO()
+        rgba.save(buf, "PNG")
+        canvases.append(Image.open(io.BytesIO(buf.getvalue())))
+        canvases[-1].load()
+    return canvases
+
+
+def page_preparation_ms(preprocessing: ModuleType, canvases: list[Image.Image], size: int) -> float:
+    """Median ms per canvas of what a search prepares: the ink map, the network's input from it and
+    the photo check on it."""
+
+    def prepare_all() -> None:
+        for canvas in canvases:
+            ink = preprocessing.ink_map(canvas)
+            preprocessing.sketch_array(canvas, size, ink)
+            preprocessing.looks_like_photo(canvas, ink)
+
+    return round(float(np.median(timed_runs(prepare_all, 5, warmups=1))) / len(canvases) * 1000, 3)
+
+
+def against(old: ModuleType, revision: str, encoder: Encoder, paths: list[Path]) -> dict[str, object]:
+    """Codes of the same sketches from revision's preprocessing (``old``) and from this one."""
     images = [Image.open(p) for p in paths]
     new_codes = encoder.encode_sketches(images).packed
-    current = model.factory.preprocess_sketch
-    model.factory.preprocess_sketch = old.preprocess_sketch  # type: ignore[attr-defined]
+    current = model.encoding.sketch_array  # what the encoders prepare sketches with
+    model.encoding.sketch_array = old.sketch_array  # type: ignore[attr-defined]
     try:
         old_codes = encoder.encode_sketches(images).packed
     finally:
-        model.factory.preprocess_sketch = current
+        model.encoding.sketch_array = current
     bits = np.unpackbits(np.bitwise_xor(new_codes, old_codes), axis=1).sum(axis=1)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", revision], capture_output=True, check=True, cwd=REPO, text=True
+    ).stdout.strip()
     return {
-        "revision": revision,
+        "revision": commit,
         "sketches": len(paths),
         "same_code": int((bits == 0).sum()),
         "max_bits": int(bits.max()),
@@ -176,13 +216,26 @@ def main() -> None:
     )
     result["tu_berlin_guesses"] = {"accuracy": round(float((guesses == labels).mean()), 4), "n": len(items)}
     result["shapes"] = {f"{w}x{h}": shape_cost(w, h) for w, h in SHAPES}
-    command = "python -m benchmarks.sketch_inputs"
+    canvases = page_canvases(sketchy[:: max(1, len(sketchy) // PAGE_SKETCHES)][:PAGE_SKETCHES])
+    size = encoder.config.image_size
+    one = encoder.prepare_sketches([canvases[0]])
+    encode_ms = float(np.median(timed_runs(lambda: encoder.encode_prepared_sketches(one), 50))) * 1000
+    page: dict[str, object] = {
+        "canvas": f"{PAGE_CANVAS}x{PAGE_CANVAS} RGBA, strokes on transparency",
+        "sketches": len(canvases),
+        "prepare_ms": page_preparation_ms(prep, canvases, size),
+        "encode_one_ms": round(encode_ms, 3),
+    }
+    page["prepare_over_encode"] = round(float(page["prepare_ms"]) / encode_ms, 3)  # type: ignore[arg-type]
     if args.against:
+        old = preprocessing_of(args.against)
+        page["revision_prepare_ms"] = page_preparation_ms(old, canvases, size)
+        page["speed_up"] = round(float(page["revision_prepare_ms"]) / float(page["prepare_ms"]), 2)  # type: ignore[arg-type]
         test_lines = (REPO / "splits" / "sketchy_test_sketches.txt").read_text().splitlines()
         sample = [SHARED / line.split(" ")[0] for line in test_lines] + tu[::20]
-        result["against"] = against(args.against, encoder, sample)
-        command += f" --against {args.against}"
-    write_result("sketch_inputs", result, command)
+        result["against"] = against(old, args.against, encoder, sample)
+    result["page_canvas"] = page
+    write_result("sketch_inputs", result, "python -m benchmarks.sketch_inputs")  # adds the arguments
 
 
 if __name__ == "__main__":

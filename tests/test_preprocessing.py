@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from benchmarks.sketch_inputs import against, page_canvases, page_preparation_ms, preprocessing_of
+from model.factory import load_encoder
 from model.preprocessing import (
     SKETCH_MARGIN,
     BlankSketchError,
     SketchAugment,
     drop_strokes,
+    ink_map,
+    looks_like_photo,
     normalise_sketch,
     preprocess_photo_pair,
     preprocess_sketch,
@@ -143,3 +149,34 @@ def test_sketch_frame_is_where_the_network_input_lies() -> None:
     got = framed.resize((64, 64), Image.Resampling.BILINEAR)
     assert np.abs(np.asarray(expected, np.int16) - np.asarray(got, np.int16)).mean() < 2
     assert left < 100 and top < 50 and left + side > 203 and top + side > 253
+
+
+def test_the_photo_check_judges_large_uploads_from_the_searched_ink_map(sketchy: Path) -> None:
+    """Above 256 px the photo check area-averages the ink map the network's input came from (a
+    thumbnail's own ink map cost more than the rest of a page search): phone-sized photos are still
+    flagged and the page's 512 px canvases of real drawings are not."""
+    photos = sorted((sketchy / "photo" / "tx_000000000000").rglob("*.jpg"))[::97][:8]
+    assert len(photos) == 8
+    flagged = 0
+    for path in photos:
+        with Image.open(path) as photo:
+            large = photo.convert("RGB").resize((800, 600), Image.Resampling.BICUBIC)
+        flagged += looks_like_photo(large, ink_map(large))
+    assert flagged >= len(photos) - 1, flagged
+    sketches = sorted((sketchy / "sketch" / "tx_000000000000").rglob("*.png"))[::211][:8]
+    assert len(sketches) == 8
+    for canvas in page_canvases(sketches):
+        assert not looks_like_photo(canvas, ink_map(canvas))
+        assert looks_like_photo(canvas) is False  # its own ink map when none is given
+
+
+def test_the_preprocessing_benchmark_compares_with_a_revision(sketchy: Path, tiny_checkpoint: Path) -> None:
+    """benchmarks.sketch_inputs --against REV patched a function the encoders no longer call and
+    failed; it compares the codes of REV's preprocessing and times the page's canvases with both."""
+    sketches = sorted((sketchy / "sketch" / "tx_000000000000").rglob("*.png"))[::301][:4]
+    assert len(sketches) == 4
+    encoder = load_encoder(tiny_checkpoint, "cpu")
+    old = preprocessing_of("HEAD")
+    found = against(old, "HEAD", encoder, sketches)
+    assert found["sketches"] == found["same_code"] == len(sketches) and found["max_bits"] == 0
+    assert page_preparation_ms(old, page_canvases(sketches[:2]), 64) > 0
