@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 import time
@@ -53,6 +54,13 @@ def rss_mb(pid: int | None = None) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def free_port() -> int:
+    """A TCP port on the loopback that nothing listens on now (for a server started next)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def write_result(name: str, result: dict, command: str) -> Path:

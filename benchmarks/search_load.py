@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ import httpx
 import numpy as np
 from sqlalchemy import select
 
-from benchmarks.common import percentiles, rss_mb, wait_until_serving, write_result
+from benchmarks.common import free_port, percentiles, rss_mb, wait_until_serving, write_result
 from catalog.builder import GalleryBuilder, gallery_dir
 from catalog.db import migrate
 from catalog.db.models import Gallery, IndexVersion
@@ -86,12 +85,6 @@ def padded_index(settings, sessions, encoder, total: int) -> None:  # type: igno
         session.add(padded)
         session.flush()
         write_rows(session, padded.id, real_ids)  # the random codes' rows hold no photo: never resolved
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def multipart_request(path: str, host: str, sketch: bytes) -> bytes:

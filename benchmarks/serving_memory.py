@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.common import rss_mb, training_only_modules, wait_until_serving, write_result
+from benchmarks.common import free_port, rss_mb, training_only_modules, wait_until_serving, write_result
 from catalog.settings import DEFAULT_CHECKPOINT
 from model.checkpoint import file_checksum, load_checkpoint
 from model.factory import build_model
@@ -37,12 +36,6 @@ CLASSES = ["cat", "teapot", "airplane", "bicycle", "guitar"]
 def python_code(code: str, lean: bool) -> list[str]:
     block = f"import sys; sys.modules.update(dict.fromkeys({training_only_modules()!r}, None))\n"
     return [sys.executable, "-c", (block if lean else "") + code]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def measure(lean: bool, gallery: Path, graphs: Path, scratch: Path) -> dict[str, float]:

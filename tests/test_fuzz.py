@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.common import free_port
 from catalog.builder import GalleryBuilder
 from catalog.settings import load_settings
 from model.factory import load_encoder
 from tests.helpers import TOKEN, migrated_sessions, photos_of, wait_until_serving
-from tests.postgres import free_port
 
 CHECKS = ",".join(
     (

@@ -216,9 +216,9 @@ def test_unauthenticated_admin_requests_are_refused_before_their_body(
     import uvicorn
 
     from app.main import create_app
+    from benchmarks.common import free_port
     from catalog.settings import load_settings
     from tests.helpers import TOKEN
-    from tests.postgres import free_port
 
     settings = load_settings(data_dir=tmp_path / "d", checkpoint=tiny_checkpoint, admin_token=TOKEN)
     port = free_port()

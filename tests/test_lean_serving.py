@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.common import training_only_modules
+from benchmarks.common import free_port, training_only_modules
 from model.checkpoint import Checkpoint, file_checksum, load_checkpoint, save_checkpoint
 from model.config import ModelConfig
 from model.encoding import ImageEncoder
@@ -25,7 +25,6 @@ from model.onnx_encoder import TorchRequired, load_onnx_encoder
 from model.onnx_export import export_graphs
 from model.onnx_runtime import graph_path
 from tests.helpers import AUTH, CHECKPOINT, REPO, TOKEN, make_client, photos_of, wait_until_serving
-from tests.postgres import free_port
 
 # What the CPU image lacks, simulated: these imports fail in the child process as they do in the image.
 NO_TORCH = f"import sys; sys.modules.update(dict.fromkeys({training_only_modules()!r}, None)); "

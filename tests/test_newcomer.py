@@ -22,6 +22,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from benchmarks.common import free_port
 from tests.helpers import (
     AUTH,
     CHECKPOINT,
@@ -34,7 +35,6 @@ from tests.helpers import (
     wait_for_job,
     wait_until_serving,
 )
-from tests.postgres import free_port
 
 MAKE = shutil.which("make") or "/usr/bin/make"
 NOISE = ("Could not load library", "ModuleNotFoundError", "setup plugin", "Traceback", "ERROR")

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from benchmarks.common import free_port
 from tests.helpers import TOKEN, photos_of
-from tests.postgres import free_port
 
 pytestmark = pytest.mark.postgres
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
