@@ -13,7 +13,7 @@ from app.state import ServiceState
 
 async def get_state(request: Request) -> ServiceState:
     # async: FastAPI runs a plain-def dependency on a worker thread, a thread hop on every request for
-    # an attribute read (0.3 ms of a lone search, docs/benchmarks/search_load.json)
+    # an attribute read
     return request.app.state.service
 
 
