@@ -157,6 +157,14 @@ def train(
     time_budget_s: Annotated[
         float | None, typer.Option("--time-budget", help="stop after this many seconds")
     ] = None,
+    stop_after: Annotated[
+        int | None,
+        typer.Option(
+            "--stop-after",
+            min=1,
+            help="stop after this many epochs; the learning-rate schedule still spans --epochs",
+        ),
+    ] = None,
     max_steps_per_epoch: Annotated[
         int | None, typer.Option("--max-steps", help="cap steps per epoch (smoke runs)")
     ] = None,

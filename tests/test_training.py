@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -260,12 +261,14 @@ def test_train_and_evaluate_cli_carry_every_option_and_report_instance_figures(
     args += ["--photos", str(photos), "--epochs", "1", "--max-steps", "1", "--batch-size", "4"]
     args += ["--no-validation", "--image-size", "64", "--cache-dir", str(tmp_path / "edges")]
     args += ["--no-attention", "--instance", "2", "--class-group", "2", "--time-budget", "900"]
+    args += ["--stop-after", "1"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     ckpt = load_checkpoint(tmp_path / "run" / "last.safetensors")
     assert ckpt.config.use_attention is False and ckpt.config.image_size == 64
     train = ckpt.info["train"]
     assert (train["loss"]["instance"], train["class_group"], train["time_budget_s"]) == (2.0, 2, 900)
+    assert train["stop_after"] == 1
 
     out = tmp_path / "eval.json"
     evaluate = ["evaluate", "--checkpoint", str(tmp_path / "run" / "last.safetensors")]
@@ -353,3 +356,29 @@ def test_reset_heads_starts_the_heads_afresh_and_keeps_the_backbones() -> None:
         k.startswith("sketch_classifier.") for k in changed
     )
     assert not any(k.startswith(("photo_low", "photo_high", "sketch_low", "sketch_high")) for k in changed)
+
+
+@pytest.mark.slow
+def test_stop_after_runs_the_first_epochs_of_the_longer_schedule(sketchy: Path, tmp_path: Path) -> None:
+    """--stop-after N: the first N epochs of an --epochs run, exactly (the schedule still spans all of
+    them), so two variants can be compared at an equal budget cut from the same schedule."""
+    sketches = [s for s in read_split(sketchy / "splits" / "train_sketches.txt") if s.label in CLASSES]
+    photos = [p for p in read_split(sketchy / "splits" / "photos.txt") if p.label in CLASSES]
+    config = ModelConfig(image_size=64, num_classes=4, class_names=sorted(CLASSES), edge_detector="canny")
+    data = load_train_data(sketches, photos, config, tmp_path / "edges")
+    steps = 2
+
+    def run(out: str, stop_after: int | None) -> Trainer:
+        train = TrainConfig(epochs=4, batch_size=8, max_steps_per_epoch=steps, stop_after=stop_after)
+        trainer = Trainer(config, train, data, tmp_path / out)
+        trainer.run()
+        return trainer
+
+    stopped = run("stopped", 1)
+    assert [h["epoch"] for h in stopped.history] == [1]
+    # the learning rate is where a 4-epoch schedule has it after one epoch (cosine, no warm-up at 8
+    # steps): 0.85 of its peak, not 0 as at the end of a 1-epoch schedule
+    scheduler = stopped.scheduler
+    assert scheduler.get_last_lr()[0] / scheduler.base_lrs[0] == pytest.approx(
+        0.5 * (1 + math.cos(math.pi / 4))
+    )

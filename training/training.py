@@ -56,6 +56,9 @@ class TrainConfig:
     seed: int = 0
     max_steps_per_epoch: int | None = None
     time_budget_s: float | None = None
+    # Stop once this many epochs are done, the learning-rate schedule still spanning ``epochs``: the
+    # first part of a longer run, for comparisons at equal budget. None: run every epoch.
+    stop_after: int | None = None
     # Sketches of classes without photos (e.g. TU-Berlin classes outside Sketchy) train only the sketch
     # branch and its classifier: this many of them join every step.
     sketch_only_batch: int = 8
@@ -520,5 +523,8 @@ class Trainer:
             (self.out_dir / "history.json").write_text(json.dumps(self.history, indent=1))
             if self.train.time_budget_s and time.monotonic() - started > self.train.time_budget_s:
                 tqdm.write("time budget reached: stopping")
+                break
+            if self.train.stop_after is not None and epoch + 1 >= self.train.stop_after:
+                tqdm.write(f"stopping after epoch {epoch + 1} of {self.train.epochs}, as asked")
                 break
         return self.history
