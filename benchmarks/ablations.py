@@ -1,11 +1,6 @@
 """Do the paper's parts pay off? Ablations of CSCAN at one shared budget.
 
-    python -m benchmarks.ablations [--epochs 10] [--image-size 128] [--set paper|instance]
-
-``--set paper`` (the default) takes out the paper's parts one at a time; ``--set instance`` trains the
-paper's network with and without the terms beyond it that aim at codes carrying the drawing (the
-instance triplet, SAKE-style distillation, bit balance, class groups, the sketch's own photo), and also
-reports the source photo's within-class acc@1/acc@10 and the distinct codes on the validation sketches.
+    python -m benchmarks.ablations [--epochs 10] [--image-size 128]
 
 Each variant trains from ImageNet weights with the committed recipe's data (Sketchy training split +
 TU-Berlin training sketches, same seed, epochs, resolution and learning rate), is scored on both
@@ -26,21 +21,12 @@ from benchmarks.common import DOCS, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-VARIANT_SETS = {
-    "paper": {
-        "full CSCAN (sum fusion)": [],
-        "without attention": ["--no-attention"],
-        "without edge branch (photo only)": ["--no-edge"],
-        "concat fusion": ["--fusion", "concat"],
-    },
-    "instance": {
-        "full CSCAN (sum fusion)": [],
-        "with instance, distillation, balance": [
-            "--instance", "2", "--distill", "1", "--balance", "0.5", "--class-group", "2",
-            "--own-photo-prob", "0.75",
-        ],
-    },
-}  # fmt: skip
+VARIANTS = {
+    "full CSCAN (sum fusion)": [],
+    "without attention": ["--no-attention"],
+    "without edge branch (photo only)": ["--no-edge"],
+    "concat fusion": ["--fusion", "concat"],
+}
 
 
 def run(cmd: list[str]) -> None:
@@ -50,7 +36,7 @@ def run(cmd: list[str]) -> None:
 
 def train_and_score(name: str, flags: list[str], args: argparse.Namespace) -> dict:
     indexer = [sys.executable, "-m", "indexer.cli"]
-    out = args.out / name.split(" (")[0].replace(" ", "-").replace(",", "")
+    out = args.out / name.split(" (")[0].replace(" ", "-")
     start = time.perf_counter()
     run(
         [
@@ -82,10 +68,6 @@ def train_and_score(name: str, flags: list[str], args: argparse.Namespace) -> di
         "test_asymmetric_mAP": test["asymmetric"]["mAP"],
         "test_P@10": test["P@10"],
         "test_continuous_mAP": test["continuous"]["mAP"],
-        # the source photo within its class, service ranking (chance 0.04 / 0.40 with 25 photos a class)
-        "validation_class_acc@1": val.get("class_acc@1"),
-        "validation_class_acc@10": val.get("class_acc@10"),
-        "validation_distinct_codes": val.get("distinct_codes"),
     }
 
 
@@ -98,22 +80,22 @@ def budget_arguments(out: str, with_only: bool = False) -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / out)
-    if not with_only:
-        parser.add_argument("--set", choices=sorted(VARIANT_SETS), default="paper")
     return parser.parse_args()
 
 
 def main() -> None:
     args = budget_arguments("ablations")
-    if args.set != "paper":
-        args.out = args.out / args.set  # its own runs: the paper set's stay as they are
     rows = []
-    for name, flags in VARIANT_SETS[args.set].items():
+    for name, flags in VARIANTS.items():
         rows.append(train_and_score(name, flags, args))
         print(rows[-1], flush=True)
     budget = {"epochs": args.epochs, "image_size": args.image_size, "lr": args.lr, "init": "ImageNet"}
-    name = "ablations" if args.set == "paper" else f"ablations_{args.set}"
-    write_result(name, {**budget, "set": args.set, "results": rows}, "python -m benchmarks.ablations")
+    write_result(
+        "ablations",
+        {**budget, "results": rows},
+        f"python -m benchmarks.ablations --epochs {args.epochs} --image-size {args.image_size} "
+        f"--lr {args.lr}",
+    )
     lines = [
         f"Budget: {args.epochs} epochs from ImageNet at {args.image_size} px, heads lr {args.lr}, seed 0, "
         "Sketchy + TU-Berlin training data; validation at the last epoch; test = 486 dev test sketches "
@@ -129,19 +111,7 @@ def main() -> None:
             f"{r['test_mAP']:.3f} | {r['test_asymmetric_mAP']:.3f} | {r['test_P@10']:.3f} | "
             f"{r['train_seconds'] / 60:.1f} min |"
         )
-    if args.set == "instance":
-        lines += [
-            "",
-            "| variant | validation within-class acc@1 / acc@10 of the source photo (chance 0.040 / 0.400) "
-            "| distinct codes (of 3,125 photos) |",
-            "|---|---|---|",
-        ]
-        for r in rows:
-            lines.append(
-                f"| {r['variant']} | {r['validation_class_acc@1']:.3f} / {r['validation_class_acc@10']:.3f} "
-                f"| {r['validation_distinct_codes']:,} |"
-            )
-    (DOCS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    (DOCS / "ablations.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
