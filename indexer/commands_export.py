@@ -14,7 +14,7 @@ from catalog.scan import scan_source
 from catalog.settings import get_settings
 from model.checkpoint import CheckpointError, file_checksum, load_checkpoint
 from model.encoding import ImageEncoder
-from model.factory import Encoder, build_model, encoder_from_checkpoint
+from model.factory import Encoder, encoder_from_checkpoint
 from model.imageio import ImageRejected, decode_photo
 from model.onnx_export import export_graphs
 from model.onnx_quantise import quantise_photo_branch
@@ -116,8 +116,10 @@ def export_onnx(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     checksum = file_checksum(path)
-    model = build_model(loaded).eval()
-    written = export_graphs(model, checksum, folder, masks=True)
+    # The network on ONNX Runtime (its branch graphs exported on the way), with the checkpoint's own
+    # edge detector: HED and PiDiNet run on PyTorch, which this command has.
+    lean = encoder_from_checkpoint(loaded, checksum, "cpu", backend="onnx", cache_dir=folder)
+    written = export_graphs(lean.model, checksum, folder, masks=True)
     if prune:
         for stale in folder.glob("*.onnx"):
             if stale not in written and stale != graph_path(
@@ -125,10 +127,7 @@ def export_onnx(
             ):  # keeps its int8 graph
                 stale.unlink()
                 typer.echo(f"removed {stale}")
-    # The graphs through ONNX Runtime, with the checkpoint's own edge detector (HED and PiDiNet run on
-    # PyTorch, which this command has), against the PyTorch network.
-    lean = encoder_from_checkpoint(loaded, checksum, "cpu", backend="onnx", cache_dir=folder)
-    reference = Encoder(model, loaded.config, lean.edges, model.sketch_classifier.weight.device, checksum)
+    reference = Encoder(lean.model, loaded.config, lean.edges, lean.device, checksum)  # the same, on PyTorch
     sketches, photos = _probe_images(loaded.config.image_size)
     for kind, ours, theirs in (
         ("sketch", lean.encode_sketches(sketches), reference.encode_sketches(sketches)),
