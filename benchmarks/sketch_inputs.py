@@ -133,11 +133,7 @@ def page_canvases(paths: list[Path]) -> list[Image.Image]:
     for path in paths:
         grey = Image.open(path).convert("L").resize((PAGE_CANVAS, PAGE_CANVAS), Image.Resampling.BILINEAR)
         black = Image.new("L", grey.size, 0)
-        rgba = Image.merge("RGBA", (black, black, black, Image.eval(grey, lambda v: 255 - v)))
-        buf = io.BytesIO()
-        rgba.save(buf, "PNG")
-        canvases.append(Image.open(io.BytesIO(buf.getvalue())))
-        canvases[-1].load()
+        canvases.append(Image.merge("RGBA", (black, black, black, Image.eval(grey, lambda v: 255 - v))))
     return canvases
 
 
