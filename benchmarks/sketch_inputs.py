@@ -10,9 +10,10 @@
   drop when the preprocessing changes (its grey strokes are what the network was trained on).
 - ``shapes``: time and peak memory of decoding and preparing the largest sketches the cap allows, one
   fresh process each.
-- ``page_canvas``: what preparing one search costs (ink map, network input, photo check) for sketches
-  as the drawing page sends them (512x512 RGBA), against one sketch encode in the same run, and with
-  ``--against`` against revision REV's preprocessing on the same canvases.
+- ``page_canvas``, ``sketchy_sketch``: what preparing one search costs (ink map, network input, photo
+  check) for sketches as the drawing page sends them (512x512 RGBA) and as the dataset has them, against
+  one sketch encode in the same run, and with ``--against`` against revision REV's preprocessing on the
+  same images.
 - ``against``: with ``--against REV``, how many of the Sketchy test sketches and a sample of TU-Berlin's
   get other codes from the preprocessing of git revision REV (on ordinary drawings the two must agree).
 
@@ -137,17 +138,17 @@ def page_canvases(paths: list[Path]) -> list[Image.Image]:
     return canvases
 
 
-def page_preparation_ms(preprocessing: ModuleType, canvases: list[Image.Image], size: int) -> float:
-    """Median ms per canvas of what a search prepares: the ink map, the network's input from it and
-    the photo check on it."""
+def search_preparation_ms(preprocessing: ModuleType, sketches: list[Image.Image], size: int) -> float:
+    """Median ms per sketch of what a search prepares with ``preprocessing`` (this module or another
+    revision's): the ink map, the network's input from it and the photo check on it."""
 
     def prepare_all() -> None:
-        for canvas in canvases:
-            ink = preprocessing.ink_map(canvas)
-            preprocessing.sketch_array(canvas, size, ink)
-            preprocessing.looks_like_photo(canvas, ink)
+        for sketch in sketches:
+            ink = preprocessing.ink_map(sketch)
+            preprocessing.sketch_array(sketch, size, ink)
+            preprocessing.looks_like_photo(sketch, ink)
 
-    return round(float(np.median(timed_runs(prepare_all, 5, warmups=1))) / len(canvases) * 1000, 3)
+    return round(float(np.median(timed_runs(prepare_all, 5, warmups=1))) / len(sketches) * 1000, 3)
 
 
 def against(old: ModuleType, revision: str, encoder: Encoder, paths: list[Path]) -> dict[str, object]:
@@ -212,25 +213,32 @@ def main() -> None:
     )
     result["tu_berlin_guesses"] = {"accuracy": round(float((guesses == labels).mean()), 4), "n": len(items)}
     result["shapes"] = {f"{w}x{h}": shape_cost(w, h) for w, h in SHAPES}
-    canvases = page_canvases(sketchy[:: max(1, len(sketchy) // PAGE_SKETCHES)][:PAGE_SKETCHES])
-    size = encoder.config.image_size
-    one = encoder.prepare_sketches([canvases[0]])
-    encode_ms = float(np.median(timed_runs(lambda: encoder.encode_prepared_sketches(one), 50))) * 1000
-    page: dict[str, object] = {
-        "canvas": f"{PAGE_CANVAS}x{PAGE_CANVAS} RGBA, strokes on transparency",
-        "sketches": len(canvases),
-        "prepare_ms": page_preparation_ms(prep, canvases, size),
-        "encode_one_ms": round(encode_ms, 3),
+    picked = sketchy[:: max(1, len(sketchy) // PAGE_SKETCHES)][:PAGE_SKETCHES]
+    as_drawn = [Image.open(p) for p in picked]
+    for image in as_drawn:
+        image.load()
+    kinds = {
+        "page_canvas": (f"{PAGE_CANVAS}x{PAGE_CANVAS} RGBA, strokes on transparency", page_canvases(picked)),
+        "sketchy_sketch": ("256x256 grey, as in the dataset", as_drawn),
     }
-    page["prepare_over_encode"] = round(float(page["prepare_ms"]) / encode_ms, 3)  # type: ignore[arg-type]
-    if args.against:
-        old = preprocessing_of(args.against)
-        page["revision_prepare_ms"] = page_preparation_ms(old, canvases, size)
-        page["speed_up"] = round(float(page["revision_prepare_ms"]) / float(page["prepare_ms"]), 2)  # type: ignore[arg-type]
+    size = encoder.config.image_size
+    one = encoder.prepare_sketches(as_drawn[:1])
+    encode_ms = float(np.median(timed_runs(lambda: encoder.encode_prepared_sketches(one), 50))) * 1000
+    old = preprocessing_of(args.against) if args.against else None
+    for key, (what, images) in kinds.items():
+        cost: dict[str, object] = {"sketches": what, "n": len(images), "encode_one_ms": round(encode_ms, 3)}
+        prepare_ms = search_preparation_ms(prep, images, size)
+        cost["prepare_ms"] = prepare_ms
+        cost["prepare_over_encode"] = round(prepare_ms / encode_ms, 3)
+        if old is not None:
+            before = search_preparation_ms(old, images, size)
+            cost["revision_prepare_ms"] = before
+            cost["speed_up"] = round(before / prepare_ms, 2)
+        result[key] = cost
+    if old is not None:
         test_lines = (REPO / "splits" / "sketchy_test_sketches.txt").read_text().splitlines()
         sample = [SHARED / line.split(" ")[0] for line in test_lines] + tu[::20]
-        result["against"] = against(old, args.against, encoder, sample)
-    result["page_canvas"] = page
+        result["against"] = against(old, str(args.against), encoder, sample)
     write_result("sketch_inputs", result, "python -m benchmarks.sketch_inputs")  # adds the arguments
 
 

@@ -347,7 +347,7 @@ def looks_like_photo(image: Image.Image, ink: np.ndarray | None = None) -> bool:
     if scale < 1:
         # The map the network's input came from, area-averaged: a thumbnail's own map was most of the
         # photo check's time on the drawing page's 512 px canvases (page_canvas in
-        # docs/benchmarks/sketch_inputs.json: their preparation is 1.6x faster without it and others).
+        # docs/benchmarks/sketch_inputs.json: their preparation is 1.8x faster without it and others).
         ink = cv2.resize(ink, size, interpolation=cv2.INTER_AREA)
     inked = (ink > 0.3).astype(np.uint8)
     solid = cv2.erode(inked, np.ones((5, 5), np.uint8))

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from benchmarks.sketch_inputs import against, page_canvases, page_preparation_ms, preprocessing_of
+from benchmarks.sketch_inputs import against, page_canvases, preprocessing_of, search_preparation_ms
 from model.factory import load_encoder
 from model.preprocessing import (
     SKETCH_MARGIN,
@@ -179,4 +179,4 @@ def test_the_preprocessing_benchmark_compares_with_a_revision(sketchy: Path, tin
     old = preprocessing_of("HEAD")
     found = against(old, "HEAD", encoder, sketches)
     assert found["sketches"] == found["same_code"] == len(sketches) and found["max_bits"] == 0
-    assert page_preparation_ms(old, page_canvases(sketches[:2]), 64) > 0
+    assert search_preparation_ms(old, page_canvases(sketches[:2]), 64) > 0
