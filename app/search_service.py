@@ -147,14 +147,13 @@ def labels_of(state: ServiceState, index: LoadedIndex) -> frozenset[str]:
 LABELS_NAMED = 12  # an unknown label's error names this many of the gallery's labels
 
 
-def applicable_label(state: ServiceState, index: LoadedIndex, label: str | None) -> str | None:
-    """The label filter: None when none was asked for or the gallery has no labels at all (then nothing
-    is filtered). A label none of a labelled gallery's photos carries is APIError 422 ``unknown_label``:
-    the filter could only answer an empty page."""
+def applicable_label(labels: frozenset[str], gallery: str, label: str | None) -> str | None:
+    """The label filter against the gallery's ``labels`` (``labels_of``): None when none was asked for
+    or the gallery has no labels at all (then nothing is filtered). A label none of a labelled gallery's
+    photos carries is APIError 422 ``unknown_label``: the filter could only answer an empty page."""
     if label is None:
         return None
     label = normal_label(label)  # as stored: NFC, whichever form the client sent
-    labels = labels_of(state, index)
     if not labels or label in labels:
         return label if labels else None
     named = ", ".join(sorted(labels)[:LABELS_NAMED])
@@ -162,7 +161,7 @@ def applicable_label(state: ServiceState, index: LoadedIndex, label: str | None)
     raise APIError(
         422,
         "unknown_label",
-        f"no photo in gallery {index.gallery!r} is labelled {label!r}; its labels are {named}{more}",
+        f"no photo in gallery {gallery!r} is labelled {label!r}; its labels are {named}{more}",
     )
 
 
@@ -238,7 +237,7 @@ async def search(
 
     def ranked(codes: Codes) -> tuple[Ranking, str | None, frozenset[str]]:
         labels = labels_of(state, index)  # a database query once per index version: off the event loop
-        applied = applicable_label(state, index, label)
+        applied = applicable_label(labels, index.gallery, label)
         ranking = search_codes(state.sessions, index, codes.packed[0], codes.continuous[0], k, applied)
         state.metrics.record_ranking(ranking)
         return ranking, applied, labels
@@ -268,7 +267,7 @@ def _similar(
     index = state.indexes.get(name)
     if index is None:
         raise APIError(409, "no_index", f"gallery {name!r} has no active index yet: reindex it first")
-    applied = applicable_label(state, index, label)
+    applied = applicable_label(labels_of(state, index), index.gallery, label)
     ranking = similar_to(state.sessions, index, image_id, k, applied)
     state.metrics.record_ranking(ranking)  # its stages and inexact rankings count like a search's
     return index, ranking, applied
