@@ -6,7 +6,7 @@ docs/screenshot-search.png (results with the "looks like" chips), docs/screensho
 heat maps, the first photo hovered), docs/screenshot-phone.png (a phone-sized viewport) and
 docs/screenshot-admin.png (after a reindex, with the job history).
 
-    python scripts/screenshots.py [--out docs]
+    python -m scripts.screenshots [--out docs]   # from the repository root: the browser tests' Chromium flags
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import math
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -24,27 +23,14 @@ import uvicorn
 from playwright.sync_api import Page, sync_playwright
 
 from app.main import create_app
+from benchmarks.common import free_port
 from catalog.builder import GalleryBuilder
 from catalog.settings import DEFAULT_CHECKPOINT, load_settings
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
 REPO = Path(__file__).resolve().parent.parent
 PHOTOS = REPO.parent / "shared" / "data" / "sketchy-subset" / "photo"
 TOKEN = "screenshot-admin-token-123"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def draw_bicycle(page: Page) -> None:
@@ -104,9 +90,7 @@ def main() -> None:
     state.indexes.refresh()
     base = f"http://127.0.0.1:{port}"
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_context(viewport={"width": 1100, "height": 900}).new_page()
         page.goto(base + "/")
         draw_bicycle(page)
