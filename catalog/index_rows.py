@@ -58,7 +58,7 @@ def photos_at(
     positions: Sequence[int],
     label: str | None = None,
 ) -> dict[int, RowPhoto]:
-    """The photos at these positions of a version (three columns each, one query), keyed by position;
+    """The photos at these positions of a version (one query), keyed by position;
     positions whose photo was deleted, or another gallery's, or without ``label`` are left out."""
     params: dict[str, object] = {
         "version_id": version_id,
