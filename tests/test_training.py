@@ -366,15 +366,9 @@ def test_stop_after_runs_the_first_epochs_of_the_longer_schedule(sketchy: Path, 
     photos = [p for p in read_split(sketchy / "splits" / "photos.txt") if p.label in CLASSES]
     config = ModelConfig(image_size=64, num_classes=4, class_names=sorted(CLASSES), edge_detector="canny")
     data = load_train_data(sketches, photos, config, tmp_path / "edges")
-    steps = 2
-
-    def run(out: str, stop_after: int | None) -> Trainer:
-        train = TrainConfig(epochs=4, batch_size=8, max_steps_per_epoch=steps, stop_after=stop_after)
-        trainer = Trainer(config, train, data, tmp_path / out)
-        trainer.run()
-        return trainer
-
-    stopped = run("stopped", 1)
+    train = TrainConfig(epochs=4, batch_size=8, max_steps_per_epoch=2, stop_after=1)
+    stopped = Trainer(config, train, data, tmp_path / "stopped")
+    stopped.run()
     assert [h["epoch"] for h in stopped.history] == [1]
     # the learning rate is where a 4-epoch schedule has it after one epoch (cosine, no warm-up at 8
     # steps): 0.85 of its peak, not 0 as at the end of a 1-epoch schedule
