@@ -15,18 +15,26 @@ from model.choices import Backbone, Fusion
 from model.config import ModelConfig
 from model.cscan import CSCAN
 from model.factory import build_model
-from training.datasets import read_split
+from training.datasets import Item, read_split
 from training.training import TrainConfig, Trainer, load_train_data, param_groups, warm_start
 
 CLASSES = ("cat", "teapot", "bicycle", "airplane")
 
 
+def four_classes(
+    sketchy: Path, photo_classes: tuple[str, ...] = CLASSES
+) -> tuple[list[Item], list[Item], ModelConfig]:
+    """The training sketches of CLASSES, the photos of ``photo_classes``, and a 64 px config for them."""
+    sketches = [s for s in read_split(sketchy / "splits" / "train_sketches.txt") if s.label in CLASSES]
+    photos = [p for p in read_split(sketchy / "splits" / "photos.txt") if p.label in photo_classes]
+    config = ModelConfig(image_size=64, num_classes=4, class_names=sorted(CLASSES), edge_detector="canny")
+    return sketches, photos, config
+
+
 @pytest.mark.slow
 def test_short_training_lowers_the_loss_and_resumes(sketchy: Path, tmp_path: Path) -> None:
     torch.set_num_threads(2)
-    sketches = [s for s in read_split(sketchy / "splits" / "train_sketches.txt") if s.label in CLASSES]
-    photos = [p for p in read_split(sketchy / "splits" / "photos.txt") if p.label in CLASSES]
-    config = ModelConfig(image_size=64, num_classes=4, class_names=sorted(CLASSES), edge_detector="canny")
+    sketches, photos, config = four_classes(sketchy)
     data = load_train_data(sketches, photos, config, tmp_path / "edges")
     train = TrainConfig(epochs=4, batch_size=16, eval_every=100, seed=0)
     trainer = Trainer(config, train, data, tmp_path / "run")
@@ -66,9 +74,7 @@ def test_warm_start_matches_classifier_rows_by_class_name() -> None:
 
 @pytest.mark.slow
 def test_sketches_without_photos_train_only_the_sketch_classifier(sketchy: Path, tmp_path: Path) -> None:
-    sketches = [s for s in read_split(sketchy / "splits" / "train_sketches.txt") if s.label in CLASSES]
-    photos = [p for p in read_split(sketchy / "splits" / "photos.txt") if p.label in CLASSES[:3]]
-    config = ModelConfig(image_size=64, num_classes=4, class_names=sorted(CLASSES), edge_detector="canny")
+    sketches, photos, config = four_classes(sketchy, photo_classes=CLASSES[:3])
     data = load_train_data(sketches, photos, config, tmp_path / "edges")
     airplane = config.class_names.index("airplane")
     assert data.sketch_only and set(data.sketch_only_labels) == {airplane}
@@ -206,9 +212,7 @@ def test_training_with_the_instance_balance_and_distillation_terms_resumes(
     from model.losses import LossWeights
 
     torch.set_num_threads(2)
-    sketches = [s for s in read_split(sketchy / "splits" / "train_sketches.txt") if s.label in CLASSES]
-    photos = [p for p in read_split(sketchy / "splits" / "photos.txt") if p.label in CLASSES]
-    config = ModelConfig(image_size=64, num_classes=4, class_names=sorted(CLASSES), edge_detector="canny")
+    sketches, photos, config = four_classes(sketchy)
     data = load_train_data(sketches, photos, config, tmp_path / "edges", with_teacher=True)
     assert data.teacher_logits is not None and data.teacher_logits.shape == (len(photos), 1000)
     # cached: a second load reads the same logits from disk
@@ -362,9 +366,7 @@ def test_reset_heads_starts_the_heads_afresh_and_keeps_the_backbones() -> None:
 def test_stop_after_runs_the_first_epochs_of_the_longer_schedule(sketchy: Path, tmp_path: Path) -> None:
     """--stop-after N: the first N epochs of an --epochs run, exactly (the schedule still spans all of
     them), so two variants can be compared at an equal budget cut from the same schedule."""
-    sketches = [s for s in read_split(sketchy / "splits" / "train_sketches.txt") if s.label in CLASSES]
-    photos = [p for p in read_split(sketchy / "splits" / "photos.txt") if p.label in CLASSES]
-    config = ModelConfig(image_size=64, num_classes=4, class_names=sorted(CLASSES), edge_detector="canny")
+    sketches, photos, config = four_classes(sketchy)
     data = load_train_data(sketches, photos, config, tmp_path / "edges")
     train = TrainConfig(epochs=4, batch_size=8, max_steps_per_epoch=2, stop_after=1)
     stopped = Trainer(config, train, data, tmp_path / "stopped")
