@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 from benchmarks.sketch_inputs import against, page_canvases, preprocessing_of, search_preparation_ms
@@ -15,6 +17,8 @@ from model.preprocessing import (
     SKETCH_MARGIN,
     BlankSketchError,
     SketchAugment,
+    _median,
+    _percentile,
     drop_strokes,
     ink_map,
     looks_like_photo,
@@ -69,6 +73,37 @@ def test_blank_sketch_raises(image: Image.Image) -> None:
 
 def test_bbox_of_strokes() -> None:
     assert stroke_bbox(canvas_sketch(mode="L")) == (20, 30, 121, 101)
+
+
+def test_stray_specks_do_not_stretch_the_box_but_a_second_drawing_does() -> None:
+    sketch = canvas_sketch(mode="L")
+    draw = ImageDraw.Draw(sketch)
+    draw.point([(390, 395), (2, 380)], fill=0)  # dust, cut off from the drawing by paper
+    draw.point([(300, 5), (301, 5)], fill=0)  # a 2 px speck: no more than the stray allowance
+    assert stroke_bbox(sketch) == (20, 30, 121, 101)
+    assert stroke_bbox(np.asarray(sketch)) == (20, 30, 121, 101)  # grey levels as an array: the same
+    draw.ellipse((250, 250, 300, 290), outline=0, width=3)  # a second piece of the drawing counts
+    assert stroke_bbox(sketch) == (20, 30, 302, 291)
+    draw.rectangle((340, 5, 341, 6), fill=0)  # 4 px: more than specks, so part of the drawing
+    assert stroke_bbox(sketch) == (20, 5, 342, 291)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 3000),
+    st.integers(1, 3),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([np.float32, np.float64]),
+)
+def test_the_quick_median_and_percentile_are_numpys(n: int, channels: int, seed: int, dtype: type) -> None:
+    rng = np.random.default_rng(seed)
+    values = (rng.random((n, channels)) * rng.random()).astype(dtype)
+    if seed % 3 == 0:
+        values = np.round(values * 8) / 8  # ties, as a flat sketch's levels have
+    np.testing.assert_array_equal(_median(values), np.median(values, axis=0))
+    column = values[:, 0]
+    assert _percentile(column, 95) == float(np.percentile(column, 95))
+    assert _percentile(column, 50) == float(np.percentile(column, 50))
 
 
 def test_tensor_range_and_augmentation_keeps_shape() -> None:
