@@ -76,14 +76,18 @@ PHOTO_WARNING = SearchWarning(
 class EncodedSketch:
     codes: Codes
     image: Image.Image  # as decoded: explain lays the attention map back over it
+    ink: np.ndarray  # its ink map (model.preprocessing.ink_map), (H, W)
     prepared: np.ndarray  # the network's input, (1, 3, S, S)
-    warnings: list[SearchWarning]
+
+
+def sketch_warnings(sketch: EncodedSketch) -> list[SearchWarning]:
+    return [PHOTO_WARNING] if looks_like_photo(sketch.image, sketch.ink) else []
 
 
 async def encode_sketch(
-    state: ServiceState, data: bytes, then: Callable[[Codes], Any] | None = None
+    state: ServiceState, data: bytes, then: Callable[[EncodedSketch], Any] | None = None
 ) -> tuple[EncodedSketch, Any]:
-    """The sketch decoded, prepared and encoded, and what ``then`` makes of its codes (on a pool thread,
+    """The sketch decoded, prepared and encoded, and what ``then`` makes of it (on a pool thread,
     straight after the network: the ranking, without a hop back to the event loop first)."""
     metrics, encoder = state.metrics, state.encoder
     kept: dict[str, Any] = {}
@@ -92,24 +96,22 @@ async def encode_sketch(
         with metrics.timed("decode"):
             kept["image"] = decode_sketch(data, state.settings.max_sketch_pixels)
         with metrics.timed("preprocess"):
-            image = kept["image"]
-            ink = ink_map(image)  # once: the network's input and the photo check both read it
-            kept["prepared"] = encoder.prepare_sketches([image], [ink])
-            kept["warnings"] = [PHOTO_WARNING] if looks_like_photo(image, ink) else []
+            kept["ink"] = ink_map(kept["image"])  # once: the network's input and the photo check read it
+            kept["prepared"] = encoder.prepare_sketches([kept["image"]], [kept["ink"]])
             return kept["prepared"]
 
-    def follow_up(codes: Codes) -> tuple[Codes, Any]:
-        return codes, then(codes) if then is not None else None
+    def follow_up(codes: Codes) -> tuple[EncodedSketch, Any]:
+        sketch = EncodedSketch(codes, kept["image"], kept["ink"], kept["prepared"])
+        return sketch, then(sketch) if then is not None else None
 
     try:
-        codes, followed = await state.batcher.encode(prepare, follow_up)
+        return await state.batcher.encode(prepare, follow_up)
     except BlankSketchError as exc:  # blank_sketch, sketch_too_small
         raise APIError(422, exc.code, str(exc)) from None
     except Busy:
         raise APIError(
             429, "busy", "too many searches are waiting; try again in a moment", {"Retry-After": "1"}
         ) from None
-    return EncodedSketch(codes, kept["image"], kept["prepared"], kept["warnings"]), followed
 
 
 def _served_index(state: ServiceState, gallery: str | None) -> LoadedIndex | None:
@@ -235,18 +237,22 @@ async def search(
     served = _served_index(state, gallery)
     index = served if served is not None else await run_in_threadpool(_index_for, state, gallery)
 
-    def ranked(codes: Codes) -> tuple[Ranking, str | None, frozenset[str]]:
+    def ranked(sketch: EncodedSketch) -> tuple[Ranking, str | None, list[ClassGuess], list[SearchWarning]]:
+        codes = sketch.codes
         labels = labels_of(state, index)  # a database query once per index version: off the event loop
         applied = applicable_label(labels, index.gallery, label)
+        # The answer's other parts are worked out on another pool thread while this one ranks (FAISS
+        # scans without the GIL): off a lone search's critical path.
+        others = state.batcher.beside(
+            lambda: (class_guesses(state, codes.continuous[0], labels), sketch_warnings(sketch))
+        )
         ranking = search_codes(state.sessions, index, codes.packed[0], codes.continuous[0], k, applied)
         state.metrics.record_ranking(ranking)
-        return ranking, applied, labels
+        return ranking, applied, *others()
 
-    sketch, (ranking, applied, labels) = await encode_sketch(state, data, ranked)
-    codes = sketch.codes
-    guesses = class_guesses(state, codes.continuous[0], labels)
+    sketch, (ranking, applied, guesses, warnings) = await encode_sketch(state, data, ranked)
     response = _response(
-        index, ranking, started, min_similarity, guesses=guesses, label=applied, warnings=sketch.warnings
+        index, ranking, started, min_similarity, guesses=guesses, label=applied, warnings=warnings
     )
     if explain:
         await _explain(state, sketch, response)

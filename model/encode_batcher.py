@@ -10,7 +10,9 @@ instead of an unbounded queue.
 A request goes thread to thread without waking the event loop in between: the pool thread that
 prepared it queues it, the model thread hands its codes to a pool thread for the request's follow-up
 work (``then``, e.g. ranking), and only the final result wakes the loop. Each wake-up and thread hop
-is a measurable share of a lone search.
+is a measurable share of a lone search, so when nothing else is in flight the model thread runs the
+follow-up itself: no one is waiting for it to take the next batch. A follow-up can hand independent
+work to the pool (``beside``) and do its own meanwhile: the lone search's other core is otherwise idle.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from model.encoding import Codes
+
+T = TypeVar("T")
 
 
 class Busy(Exception):
@@ -132,12 +136,18 @@ class EncodeBatcher:
                 codes, error = None, exc
             if self.on_batch is not None:
                 self.on_batch(len(requests), time.perf_counter() - started)
+            # A lone request with nothing else in flight: no batch waits for this thread, so it follows
+            # up itself and spares the request a hop to a pool thread. (Several follow-ups run side by
+            # side on the pool instead.)
+            alone = len(requests) == 1 and self._pending == 1
             row = 0
             for r in requests:
                 part = None if codes is None else codes[row : row + len(r.batch)]
                 row += len(r.batch)
                 if r.then is None or part is None:
                     r.finish(part, error)
+                elif alone:
+                    self._follow_up(r, part)
                 else:
                     self._preprocess.submit(self._follow_up, r, part)
 
@@ -150,6 +160,19 @@ class EncodeBatcher:
             request.finish(None, exc)
             return
         request.finish(result, None)
+
+    def beside(self, work: Callable[[], T]) -> Callable[[], T]:
+        """Start ``work`` on the pool and return what collects its result (or raises its error). For a
+        follow-up's independent work, done while the follow-up does its own (e.g. while FAISS scans
+        without the GIL). Collecting runs ``work`` on the collecting thread if no pool thread has taken
+        it yet, so a follow-up never waits on a pool that is busy with follow-ups (no deadlock, and no
+        waiting under load)."""
+        future: Future[T] = self._preprocess.submit(work)
+
+        def collect() -> T:
+            return work() if future.cancel() else future.result()
+
+        return collect
 
     def shutdown(self) -> None:
         self._queue.put(None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -101,3 +102,56 @@ def test_too_many_pending_requests_are_refused() -> None:
     assert sum(isinstance(o, Busy) for o in outcomes) == 3
     assert sum(isinstance(o, np.ndarray) for o in outcomes) == 3
     assert batcher.pending == 0
+
+
+def follow_up_threads(batcher: EncodeBatcher, requests: int) -> list[str]:
+    """The thread each of ``requests`` concurrent encodes' follow-ups ran on."""
+
+    def then(codes: np.ndarray) -> str:
+        return threading.current_thread().name
+
+    async def run() -> list[str]:
+        return await asyncio.gather(
+            *(batcher.encode(lambda: np.zeros((1, 2), np.float32), then) for _ in range(requests))
+        )
+
+    return asyncio.run(run())
+
+
+def test_a_lone_request_is_followed_up_on_the_model_thread_and_company_on_the_pool() -> None:
+    batcher = EncodeBatcher(slow_identity([]), 8, 100, 2)
+    try:
+        assert follow_up_threads(batcher, 1) == ["encode-batcher"]  # no hop: nobody waits for a batch
+        together = follow_up_threads(batcher, 4)
+    finally:
+        batcher.shutdown()
+    assert all(name.startswith("preprocess") for name in together)  # side by side, the model thread free
+
+
+def test_work_beside_a_follow_up_runs_alongside_or_inline_and_never_deadlocks() -> None:
+    # One pool thread, busy with the follow-ups themselves: work handed beside them can only run if
+    # collecting it takes it back.
+    batcher = EncodeBatcher(slow_identity([]), 8, 100, 1)
+    ran_on: list[str] = []
+
+    def side() -> int:
+        ran_on.append(threading.current_thread().name)
+        return 7
+
+    def then(codes: np.ndarray) -> int:
+        return batcher.beside(side)() + 1
+
+    def failing() -> int:
+        raise LookupError("side work failed")
+
+    async def run(n: int, follow: Callable[[np.ndarray], object]) -> list[object]:
+        encodes = (batcher.encode(lambda: np.zeros((1, 2), np.float32), follow) for _ in range(n))
+        return await asyncio.wait_for(asyncio.gather(*encodes, return_exceptions=True), 20)
+
+    try:
+        assert asyncio.run(run(3, then)) == [8, 8, 8]
+        assert len(ran_on) == 3
+        errors = asyncio.run(run(1, lambda codes: batcher.beside(failing)()))
+    finally:
+        batcher.shutdown()
+    assert isinstance(errors[0], LookupError)  # the side work's error reaches the caller
