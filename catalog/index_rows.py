@@ -5,11 +5,13 @@ becomes a photo, and where a photo deleted since the build is seen to be gone (i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import Dialect, Engine, bindparam, insert, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from catalog.db.models import ImageRecord, IndexEntry
@@ -47,27 +49,68 @@ _PHOTOS_AT = (
         ImageRecord.gallery_id == bindparam("gallery_id"),
     )
 )
-# Built once: composing the statement for every search cost more than running it (0.3 of 0.45 ms).
 _PHOTOS_AT_LABEL = _PHOTOS_AT.where(ImageRecord.label == bindparam("label"))
+_NAMED = ("version_id", "gallery_id", "label")
+
+
+class _CompiledPhotosAt(NamedTuple):
+    sql: str
+    slots: tuple[str | int, ...]  # what fills each parameter: a name of _NAMED, or a position's index
+    names: tuple[str, ...] | None  # the parameters' names for a named paramstyle (psycopg); None: in order
+
+
+@functools.lru_cache(maxsize=256)
+def _photos_at_sql(dialect: Dialect, count: int, labelled: bool) -> _CompiledPhotosAt:
+    """The statement for ``count`` positions compiled once by SQLAlchemy for this dialect, its IN list
+    expanded."""
+    compiled = (_PHOTOS_AT_LABEL if labelled else _PHOTOS_AT).compile(dialect=dialect)
+    markers = [-1 - i for i in range(count)]  # position i's parameter is recognised by its value -1 - i
+    state = compiled.construct_expanded_state(
+        {"version_id": 0, "gallery_id": 0, "label": "", "positions": markers}
+    )
+    names = state.positiontup if state.positiontup is not None else list(state.parameters)
+    slots = tuple(name if name in _NAMED else -1 - int(state.parameters[name]) for name in names)
+    return _CompiledPhotosAt(state.statement, slots, None if state.positiontup is not None else tuple(names))
 
 
 def photos_at(
-    session: Session,
+    engine: Engine,
     version_id: int,
     gallery_id: int,
     positions: Sequence[int],
     label: str | None = None,
 ) -> dict[int, RowPhoto]:
     """The photos at these positions of a version (one query), keyed by position;
-    positions whose photo was deleted, or another gallery's, or without ``label`` are left out."""
-    params: dict[str, object] = {
-        "version_id": version_id,
-        "gallery_id": gallery_id,
-        "positions": [int(p) for p in positions],
-    }
-    if label is not None:
-        params["label"] = label
-    rows = session.connection().execute(_PHOTOS_AT_LABEL if label is not None else _PHOTOS_AT, params)
+    positions whose photo was deleted, or another gallery's, or without ``label`` are left out.
+
+    The query runs on a pooled DBAPI connection with SQL SQLAlchemy compiled once per dialect and
+    count: a search's hot path, where SQLAlchemy's per-execution work cost more than the query itself,
+    several times more right after the network has run (python -m benchmarks.search_load, fetch stage)."""
+    query = _photos_at_sql(engine.dialect, len(positions), label is not None)
+    named: dict[str, object] = {"version_id": version_id, "gallery_id": gallery_id, "label": label}
+    values = [named[slot] if isinstance(slot, str) else int(positions[slot]) for slot in query.slots]
+    params = values if query.names is None else dict(zip(query.names, values, strict=True))
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+    connection = None
+    try:
+        connection = engine.raw_connection()
+        cursor = connection.cursor()
+        try:
+            cursor.execute(query.sql, params)
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+    except dbapi_error as exc:
+        # As Core would: the driver's error (no connection, or one lost mid-query, which then leaves the
+        # pool) becomes SQLAlchemy's own, which the service answers as the database being unavailable.
+        lost = connection is not None and engine.dialect.is_disconnect(exc, connection.dbapi_connection, None)
+        if lost:
+            assert connection is not None
+            connection.invalidate(exc)
+        raise DBAPIError.instance(query.sql, params, exc, dbapi_error, connection_invalidated=lost) from exc
+    finally:
+        if connection is not None:
+            connection.close()  # back to the pool, rolled back (or discarded when invalidated)
     return {row[0]: RowPhoto._make(row) for row in rows}  # the columns in RowPhoto's order
 
 

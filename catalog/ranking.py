@@ -31,6 +31,7 @@ from typing import NamedTuple
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
+from catalog.db.session import engine_of
 from catalog.errors import Conflict
 from catalog.index_rows import photos_at, position_of
 from catalog.index_store import LoadedIndex
@@ -155,23 +156,21 @@ def _fetch(
     """The best ``k`` candidates' photos, in order, in as few queries as the deletes since the build allow."""
     results: list[RankedImage] = []
     total = len(found.positions)
-    with sessions() as session:
-        # Rows only for the best candidates, in order; a photo deleted since the build is skipped and the
-        # next chunk fetched, so the common case is one small query.
-        start, chunk = 0, (total if label is not None else k + FETCH_SLACK + (exclude is not None))
-        while len(results) < k and start < total:
-            end = min(start + chunk, total)
-            window = found.positions[start:end].tolist()  # Python ints: indexing numpy per row costs more
-            photos = photos_at(session, index.version_id, index.gallery_id, window, label)
-            for position, hamming, distance in zip(
-                window, found.hamming[start:end].tolist(), found.distances[start:end].tolist(), strict=True
-            ):
-                photo = photos.get(position)
-                if photo is not None and photo.image_id != exclude and len(results) < k:
-                    results.append(
-                        RankedImage(photo.image_id, photo.label, photo.stored_path, hamming, distance)
-                    )
-            start += chunk
+    engine = engine_of(sessions)
+    # Rows only for the best candidates, in order; a photo deleted since the build is skipped and the
+    # next chunk fetched, so the common case is one small query.
+    start, chunk = 0, (total if label is not None else k + FETCH_SLACK + (exclude is not None))
+    while len(results) < k and start < total:
+        end = min(start + chunk, total)
+        window = found.positions[start:end].tolist()  # Python ints: indexing numpy per row costs more
+        photos = photos_at(engine, index.version_id, index.gallery_id, window, label)
+        for position, hamming, distance in zip(
+            window, found.hamming[start:end].tolist(), found.distances[start:end].tolist(), strict=True
+        ):
+            photo = photos.get(position)
+            if photo is not None and photo.image_id != exclude and len(results) < k:
+                results.append(RankedImage(photo.image_id, photo.label, photo.stored_path, hamming, distance))
+        start += chunk
     return results
 
 

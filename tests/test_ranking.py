@@ -8,12 +8,13 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
+import sqlalchemy.exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from catalog.db.migrate import upgrade
 from catalog.db.models import Gallery, ImageRecord, IndexVersion
 from catalog.db.session import make_engine, make_session_factory
-from catalog.index_rows import write_rows
+from catalog.index_rows import photos_at, write_rows
 from catalog.index_store import IndexSpec, LoadedIndex, Manifest, build_index
 from catalog.ranking import NotIndexed, exact_candidates, search_codes, similar_to
 from model.hashing import asymmetric_distances, pack_bits, unpack_bits
@@ -175,3 +176,75 @@ def test_searches_on_pool_threads_use_the_index_s_faiss_thread_count() -> None:
     for search in ("knn", "range"):
         with ThreadPoolExecutor(1) as pool:
             assert pool.submit(search_on_a_fresh_thread, search).result() == 1
+
+
+def test_photos_at_resolves_positions_on_sqlite_and_postgres(database_url: str) -> None:
+    """The search's row lookup (SQL compiled once per dialect and count, run on a DBAPI cursor): each
+    position gives its own photo; a deleted photo, another gallery's row and, with a label, other labels
+    are left out; any count of positions, any order, and a label with quotes in it."""
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    sessions = make_session_factory(engine)
+    with sessions.begin() as session:
+        mine, other = Gallery(name="mine"), Gallery(name="other")
+        session.add_all([mine, other])
+        session.flush()
+        records = [
+            ImageRecord(
+                gallery_id=mine.id if i < 6 else other.id,
+                label="it's a cat" if i % 2 else "dog",
+                stored_path=f"/p/{i}.jpg",
+                sha256=f"{i:064d}",
+                size_bytes=1,
+            )
+            for i in range(8)
+        ]
+        session.add_all(records)
+        session.flush()
+        version = IndexVersion(gallery_id=mine.id, model_checksum="m", bits=BITS, count=8, path="/nowhere")
+        session.add(version)
+        session.flush()
+        # positions hold the photos in reverse order; 6 and 7 (wrongly) hold the other gallery's
+        write_rows(session, version.id, np.array([r.id for r in reversed(records[:6])] + [records[6].id, 7]))
+        ids, mine_id, version_id = [r.id for r in records], mine.id, version.id
+    try:
+        found = photos_at(engine, version_id, mine_id, [0, 5, 2, 6, 7, 40])
+        assert {p: (r.image_id, r.label, r.stored_path) for p, r in found.items()} == {
+            0: (ids[5], "it's a cat", "/p/5.jpg"),
+            5: (ids[0], "dog", "/p/0.jpg"),
+            2: (ids[3], "it's a cat", "/p/3.jpg"),
+        }
+        assert all(r.position == p for p, r in found.items())
+        cats = photos_at(engine, version_id, mine_id, list(range(8)), "it's a cat")
+        assert sorted(r.image_id for r in cats.values()) == [ids[1], ids[3], ids[5]]
+        with sessions.begin() as session:
+            session.delete(session.get(ImageRecord, ids[3]))
+        assert sorted(photos_at(engine, version_id, mine_id, [2, 0, 1])) == [0, 1]  # deleted: gone
+        assert photos_at(engine, version_id, mine_id, []) == {}
+    finally:
+        engine.dispose()
+
+
+def test_a_failing_row_lookup_raises_sqlalchemy_s_error_and_a_dropped_connection_is_replaced(
+    database_url: str,
+) -> None:
+    """The lookup runs on a DBAPI cursor, yet its errors are SQLAlchemy's (the service answers those
+    503 database_unavailable, never 500), and a connection the server dropped does not fail a search."""
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    try:
+        if database_url.startswith("postgresql"):
+            with engine.connect() as conn:  # the pool's connection, killed by the server
+                pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            killer = make_engine(database_url)
+            with killer.connect() as conn:
+                conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")  # type: ignore[arg-type]
+            killer.dispose()
+            assert photos_at(engine, 1, 1, [0, 1]) == {}
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE index_entries RENAME TO index_entries_gone")
+        with pytest.raises(sqlalchemy.exc.DBAPIError) as raised:
+            photos_at(engine, 1, 1, [0, 1])
+        assert isinstance(raised.value.orig, engine.dialect.loaded_dbapi.Error)
+    finally:
+        engine.dispose()

@@ -28,3 +28,10 @@ def make_engine(url: str) -> Engine:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def engine_of(sessions: sessionmaker[Session]) -> Engine:
+    """The engine a session factory is bound to (for a plain Core connection where no ORM is needed)."""
+    engine = sessions.kw["bind"]
+    assert isinstance(engine, Engine), "the session factory is not bound to an engine"
+    return engine
