@@ -177,7 +177,7 @@ def _paper(pixels: np.ndarray) -> np.ndarray:
     h, w, c = pixels.shape
     step = max(1, int(np.sqrt(h * w / _PAPER_SAMPLES)))
     ys, xs = np.arange(0, h, step), np.arange(0, w, step)
-    samples = pixels[ys][:, xs].reshape(-1, c).astype(np.float64)
+    samples = pixels[::step, ::step].reshape(-1, c).astype(np.float64)  # the rows ys, the columns xs
     level = _median(samples)
     if (np.abs(samples - level).max(axis=1) <= 1 / 255).mean() > 0.5:  # flat paper: a digital drawing
         return level.astype(np.float32).reshape(1, 1, c)
@@ -218,7 +218,9 @@ def _clear_frames(ink: np.ndarray, mask: np.ndarray) -> None:
     rectangle is no frame: its sides do not span the image, or do not lie at its edge. Shares are
     taken inside the frame found so far, so a frame's sides count without its top and bottom."""
     inside = [[0, mask.shape[0]], [0, mask.shape[1]]]  # rows, columns not yet taken by a frame
-    for _ in range(2):  # a frame's top and bottom first, then its sides; again for a frame in a frame
+    for round_ in range(2):  # a frame's top and bottom first, then its sides; again for a frame in a frame
+        if round_ and inside == [[0, mask.shape[0]], [0, mask.shape[1]]]:
+            return  # the first round found no frame: the second would read the same lines again
         for axis in (0, 1):
             (r0, r1), (c0, c1) = inside
             if r1 <= r0 or c1 <= c0:
