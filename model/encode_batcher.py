@@ -10,9 +10,11 @@ instead of an unbounded queue.
 A request goes thread to thread without waking the event loop in between: the pool thread that
 prepared it queues it, the model thread hands its codes to a pool thread for the request's follow-up
 work (``then``, e.g. ranking), and only the final result wakes the loop. Each wake-up and thread hop
-is a measurable share of a lone search, so when nothing else is in flight the model thread runs the
-follow-up itself: no one is waiting for it to take the next batch. A follow-up can hand independent
-work to the pool (``beside``) and do its own meanwhile: the lone search's other core is otherwise idle.
+is a measurable share of a lone search, so a request with nothing else in flight runs the network
+and its follow-up on the pool thread that prepared it, when the network is idle (or, queued after
+all, the model thread follows it up itself: no batch is waiting for it). A follow-up can hand
+independent work to the pool (``beside``) and do its own meanwhile: a lone search's other core is
+otherwise idle.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class EncodeBatcher:
         self.on_batch = on_batch
         self._pending = 0
         self._lock = threading.Lock()
+        self._network = threading.Lock()  # one network call at a time, by the model thread or a lone request
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._preprocess = ThreadPoolExecutor(preprocess_threads, thread_name_prefix="preprocess")
         self._thread = threading.Thread(target=self._serve, name="encode-batcher", daemon=True)
@@ -101,7 +104,17 @@ class EncodeBatcher:
                 except BaseException as exc:  # the caller's error, raised where it awaits
                     loop.call_soon_threadsafe(_resolve, future, None, exc)
                     return
-                self._queue.put(_Request(batch, future, loop, then))
+                request = _Request(batch, future, loop, then)
+                # Alone, with the network idle: encode right here, sparing the hand-off to the model
+                # thread and back. Anything else joins the model thread's next batch.
+                if self._pending == 1 and self._network.acquire(blocking=False):
+                    try:
+                        codes, error = self._encode([request])
+                    finally:
+                        self._network.release()
+                    self._distribute([request], codes, error, inline=True)
+                else:
+                    self._queue.put(request)
 
             self._preprocess.submit(prepare_and_queue)
             return await future
@@ -128,28 +141,38 @@ class EncodeBatcher:
 
     def _serve(self) -> None:
         while (requests := self._take()) is not None:
-            started = time.perf_counter()
-            try:
-                codes = self.encode_batch(np.concatenate([r.batch for r in requests]))
-                error = None
-            except Exception as exc:  # every request of the batch gets the error; the thread lives on
-                codes, error = None, exc
-            if self.on_batch is not None:
-                self.on_batch(len(requests), time.perf_counter() - started)
+            with self._network:
+                codes, error = self._encode(requests)
             # A lone request with nothing else in flight: no batch waits for this thread, so it follows
             # up itself and spares the request a hop to a pool thread. (Several follow-ups run side by
             # side on the pool instead.)
-            alone = len(requests) == 1 and self._pending == 1
-            row = 0
-            for r in requests:
-                part = None if codes is None else codes[row : row + len(r.batch)]
-                row += len(r.batch)
-                if r.then is None or part is None:
-                    r.finish(part, error)
-                elif alone:
-                    self._follow_up(r, part)
-                else:
-                    self._preprocess.submit(self._follow_up, r, part)
+            self._distribute(requests, codes, error, inline=len(requests) == 1 and self._pending == 1)
+
+    def _encode(self, requests: list[_Request]) -> tuple[Codes | None, Exception | None]:
+        """One network call for the requests' batches (the caller holds ``_network``)."""
+        started = time.perf_counter()
+        try:
+            codes, error = self.encode_batch(np.concatenate([r.batch for r in requests])), None
+        except Exception as exc:  # every request of the batch gets the error; the thread lives on
+            codes, error = None, exc
+        if self.on_batch is not None:
+            self.on_batch(len(requests), time.perf_counter() - started)
+        return codes, error
+
+    def _distribute(
+        self, requests: list[_Request], codes: Codes | None, error: Exception | None, inline: bool
+    ) -> None:
+        """Each request its rows: finished, or followed up here (``inline``) or on the pool."""
+        row = 0
+        for r in requests:
+            part = None if codes is None else codes[row : row + len(r.batch)]
+            row += len(r.batch)
+            if r.then is None or part is None:
+                r.finish(part, error)
+            elif inline:
+                self._follow_up(r, part)
+            else:
+                self._preprocess.submit(self._follow_up, r, part)
 
     @staticmethod
     def _follow_up(request: _Request, codes: Codes) -> None:

@@ -104,28 +104,41 @@ def test_too_many_pending_requests_are_refused() -> None:
     assert batcher.pending == 0
 
 
-def follow_up_threads(batcher: EncodeBatcher, requests: int) -> list[str]:
-    """The thread each of ``requests`` concurrent encodes' follow-ups ran on."""
+def threads_used(requests: int) -> tuple[list[str], list[str], list[str]]:
+    """``requests`` concurrent encodes: the threads that prepared them, ran the network calls and
+    followed them up."""
+    prepared_on: list[str] = []
+    network_on: list[str] = []
+
+    def encode(batch: np.ndarray) -> np.ndarray:
+        network_on.append(threading.current_thread().name)
+        time.sleep(0.05)  # the others queue up behind this call
+        return batch[:, 0].copy()
+
+    def prepare() -> np.ndarray:
+        prepared_on.append(threading.current_thread().name)
+        return np.zeros((1, 2), np.float32)
 
     def then(codes: np.ndarray) -> str:
         return threading.current_thread().name
 
     async def run() -> list[str]:
-        return await asyncio.gather(
-            *(batcher.encode(lambda: np.zeros((1, 2), np.float32), then) for _ in range(requests))
-        )
+        return await asyncio.gather(*(batcher.encode(prepare, then) for _ in range(requests)))
 
-    return asyncio.run(run())
-
-
-def test_a_lone_request_is_followed_up_on_the_model_thread_and_company_on_the_pool() -> None:
-    batcher = EncodeBatcher(slow_identity([]), 8, 100, 2)
+    batcher = EncodeBatcher(encode, 8, 100, 2)
     try:
-        assert follow_up_threads(batcher, 1) == ["encode-batcher"]  # no hop: nobody waits for a batch
-        together = follow_up_threads(batcher, 4)
+        followed_on = asyncio.run(run())
     finally:
         batcher.shutdown()
-    assert all(name.startswith("preprocess") for name in together)  # side by side, the model thread free
+    return prepared_on, network_on, followed_on
+
+
+def test_a_lone_request_stays_on_one_thread_and_company_is_batched_by_the_model_thread() -> None:
+    prepared, network, followed = threads_used(1)
+    assert prepared[0].startswith("preprocess") and network == prepared == followed  # no hand-off at all
+    prepared, network, followed = threads_used(6)
+    assert "encode-batcher" in network and len(network) < 6  # the rest were batched
+    assert all(name.startswith("preprocess") for name in followed)  # side by side on the pool
 
 
 def test_work_beside_a_follow_up_runs_alongside_or_inline_and_never_deadlocks() -> None:
