@@ -1,7 +1,7 @@
 """Load test of POST /search against the real server on loopback, with real test sketches and an index
 of 1M codes (the real gallery's codes padded with random codes).
 
-    python -m benchmarks.search_load [--codes 1000000] [--requests 300] [--duration 30]
+    python -m benchmarks.search_load [--codes 1000000] [--requests 300] [--duration 30] [--against REV]
 
 Starts `sketch-server` as a subprocess on a scratch data directory, measures concurrency 1 (latency)
 and concurrency 8 (throughput), reads the per-stage histograms from /metrics and the server's memory.
@@ -14,6 +14,10 @@ against limits measured in the same run:
 - ``c8_throughput_over_encoder_alone``: searches a second at concurrency 8 against what the encoder
   alone sustains in this process at the server's mean batch size (measured after the load, with the
   server idle, with the same threads).
+
+With ``--against REV`` the lone search is also measured at git revision REV (a temporary worktree,
+its server on the same index and database, so REV must share this revision's database schema), in
+alternating phases with this revision's: before and after in one run, on the same host.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -33,7 +39,7 @@ import httpx
 import numpy as np
 from sqlalchemy import select
 
-from benchmarks.common import free_port, percentiles, rss_mb, wait_until_serving, write_result
+from benchmarks.common import REPO, free_port, percentiles, rss_mb, wait_until_serving, write_result
 from catalog.builder import GalleryBuilder, gallery_dir
 from catalog.db import migrate
 from catalog.db.models import Gallery, IndexVersion
@@ -227,12 +233,112 @@ def encoder_alone(checkpoint: Path, sketches: list[bytes], batch: float, seconds
     return round(done / (time.perf_counter() - start), 1)
 
 
+@contextmanager
+def serving(root: Path, data_dir: str, checkpoint: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`sketch-server` of the code under ``root`` (this checkout or a worktree) on ``data_dir``, warmed
+    up with 20 searches: its base URL and process."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "SKETCH_DATA_DIR": data_dir,
+        "SKETCH_CHECKPOINT": str(checkpoint),
+        "SKETCH_EMBEDDED_WORKER": "false",
+        "PYTHONPATH": str(root),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app.serve", "--port", str(port)],
+        env=env,
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(base, server, timeout=300)
+        asyncio.run(run_load(base, split_sketches(), 1, 10, 20))  # warm-up
+        yield base, server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def split_sketches() -> list[bytes]:
+    """The Sketchy test split's sketches as PNG bytes: what every phase sends."""
+    return [i.path.read_bytes() for i in read_split(SKETCHY / "splits" / "test_sketches.txt")]
+
+
+def lone_phase(base: str, duration: float, requests: int) -> dict:
+    """Concurrency 1 with the server's stage means for those requests, what lies outside the network
+    and the scan, the HTTP floor, and the median against one encode plus one scan."""
+    start = stage_totals(base)
+    single = asyncio.run(run_load(base, split_sketches(), 1, duration, requests))
+    single["stages"] = stage_means(start, stage_totals(base))
+    # What the service adds beyond the network and the scan (HTTP, multipart, decode, preprocessing,
+    # thread hand-offs, re-ranking, the database, JSON), from the same requests' median.
+    single["outside_network_and_scan_ms"] = round(
+        single["median_ms"] - single["stages"]["encode_ms_mean"] - single["stages"]["scan_ms_mean"], 3
+    )
+    single["http_round_trip_floor_ms"] = asyncio.run(round_trip_floor(base))
+    single["lone_p50_over_encode_plus_scan"] = round(
+        single["median_ms"] / (single["stages"]["encode_ms_mean"] + single["stages"]["scan_ms_mean"]), 3
+    )
+    return single
+
+
+@contextmanager
+def worktree(revision: str) -> Iterator[Path]:
+    """A temporary git worktree of ``revision`` (detached), removed afterwards."""
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder) / "tree"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", "--quiet", str(root), revision], cwd=REPO, check=True
+        )
+        try:
+            yield root
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(root)], cwd=REPO, check=False)
+
+
+def before_and_after(
+    revision: str, data_dir: str, checkpoint: Path, duration: float, requests: int, rounds: int = 2
+) -> dict:
+    """The lone search at ``revision`` and at this checkout, in alternating phases (this one first):
+    each side's median over all its phases' requests, and its ratio against its own stage means."""
+    phases: dict[str, list[dict]] = {"this": [], revision: []}
+    with worktree(revision) as root:
+        for _ in range(rounds):
+            for name, code in (("this", REPO), (revision, root)):
+                with serving(code, data_dir, checkpoint) as (base, _server):
+                    phases[name].append(lone_phase(base, duration, requests))
+                    print(name, phases[name][-1], flush=True)
+    summary = {}
+    for name, runs in phases.items():
+        median = float(np.median([r["median_ms"] for r in runs]))
+        encode = float(np.mean([r["stages"]["encode_ms_mean"] for r in runs]))
+        scan = float(np.mean([r["stages"]["scan_ms_mean"] for r in runs]))
+        summary[name] = {
+            "phase_medians_ms": [r["median_ms"] for r in runs],
+            "phase_ratios": [r["lone_p50_over_encode_plus_scan"] for r in runs],
+            "median_ms": round(median, 3),
+            "encode_plus_scan_ms": round(encode + scan, 3),
+            "lone_p50_over_encode_plus_scan": round(median / (encode + scan), 3),
+            "stages": {
+                stage: round(float(np.mean([r["stages"][stage] for r in runs])), 3)
+                for stage in runs[0]["stages"]
+            },
+        }
+    return {"revision": revision, "rounds": rounds, "phase_seconds": duration, **summary}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--codes", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--duration", type=float, default=30)
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    parser.add_argument(
+        "--against", metavar="REV", help="also measure the lone search at this git revision, alternating"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(data_dir=Path(tmp), checkpoint=args.checkpoint)
@@ -241,64 +347,38 @@ def main() -> None:
         encoder = load_encoder(args.checkpoint, "cpu")
         padded_index(settings, sessions, encoder, args.codes)
         del encoder
-        port = free_port()
-        env = {
-            **os.environ,
-            "SKETCH_DATA_DIR": tmp,
-            "SKETCH_CHECKPOINT": str(args.checkpoint),
-            "SKETCH_EMBEDDED_WORKER": "false",
-        }
-        server = subprocess.Popen(
-            [sys.executable, "-m", "app.serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_until_serving(base, server, timeout=300)
-            sketches = [i.path.read_bytes() for i in read_split(SKETCHY / "splits" / "test_sketches.txt")]
-            asyncio.run(run_load(base, sketches, 1, 10, 20))  # warm-up
-            start = stage_totals(base)
-            single = asyncio.run(run_load(base, sketches, 1, args.duration, args.requests))
-            after_single = stage_totals(base)
-            single["stages"] = stage_means(start, after_single)
-            # What the service adds beyond the network and the scan (HTTP, multipart, decode, preprocessing,
-            # thread hand-offs, re-ranking, the database, JSON), from the same requests' median.
-            single["outside_network_and_scan_ms"] = round(
-                single["median_ms"] - single["stages"]["encode_ms_mean"] - single["stages"]["scan_ms_mean"], 3
-            )
-            single["http_round_trip_floor_ms"] = asyncio.run(round_trip_floor(base))
+        with serving(REPO, tmp, args.checkpoint) as (base, server):
+            single = lone_phase(base, args.duration, args.requests)
             print(single, flush=True)
-            single["lone_p50_over_encode_plus_scan"] = round(
-                single["median_ms"] / (single["stages"]["encode_ms_mean"] + single["stages"]["scan_ms_mean"]),
-                3,
-            )
+            after_single = stage_totals(base)
             batches_before = batch_totals(base)
-            eight = asyncio.run(run_load(base, sketches, 8, args.duration, args.requests * 4))
+            eight = asyncio.run(run_load(base, split_sketches(), 8, args.duration, args.requests * 4))
             eight["stages"] = stage_means(after_single, stage_totals(base))
             batches_after = batch_totals(base)
             mean_batch = (batches_after[0] - batches_before[0]) / max(batches_after[1] - batches_before[1], 1)
             eight["encode_batch_mean"] = round(mean_batch, 2)
             memory = rss_mb(server.pid)
-            eight["encoder_alone_sketches_per_s"] = encoder_alone(args.checkpoint, sketches, mean_batch)
+            eight["encoder_alone_sketches_per_s"] = encoder_alone(
+                args.checkpoint, split_sketches(), mean_batch
+            )
             eight["c8_throughput_over_encoder_alone"] = round(
                 eight["requests_per_s"] / eight["encoder_alone_sketches_per_s"], 3
             )
             print(eight, flush=True)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-    write_result(
-        "search_load",
-        {
-            "index_codes": args.codes,
-            "bits": 64,
-            "results": [single, eight],
-            "server_rss_mb": round(memory, 1),
-        },
-        "python -m benchmarks.search_load",
-    )
+        compared = (
+            before_and_after(args.against, tmp, args.checkpoint, args.duration / 2, args.requests)
+            if args.against
+            else None
+        )
+    result: dict[str, object] = {
+        "index_codes": args.codes,
+        "bits": 64,
+        "results": [single, eight],
+        "server_rss_mb": round(memory, 1),
+    }
+    if compared is not None:
+        result["lone_against"] = compared
+    write_result("search_load", result, "python -m benchmarks.search_load")
 
 
 if __name__ == "__main__":
