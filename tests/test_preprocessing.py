@@ -17,6 +17,7 @@ from model.preprocessing import (
     SKETCH_MARGIN,
     BlankSketchError,
     SketchAugment,
+    _ink,
     _median,
     _percentile,
     drop_strokes,
@@ -215,3 +216,29 @@ def test_the_preprocessing_benchmark_compares_with_a_revision(sketchy: Path, tin
     found = against(old, "HEAD", encoder, sketches)
     assert found["sketches"] == found["same_code"] == len(sketches) and found["max_bits"] == 0
     assert search_preparation_ms(old, page_canvases(sketches[:2]), 64) > 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([255, 250, 200, 30, 0]),  # white, off-white, grey and black paper
+    st.booleans(),  # a frame round the drawing
+    st.integers(0, 3),  # stray specks
+)
+def test_grey_sketches_on_flat_paper_take_the_lookup_to_the_same_ink(
+    seed: int, paper: int, framed: bool, specks: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    width, height = int(rng.integers(40, 300)), int(rng.integers(40, 300))
+    image = Image.new("L", (width, height), paper)
+    draw = ImageDraw.Draw(image)
+    for _ in range(int(rng.integers(0, 12))):  # strokes of any grey, darker or lighter than the paper
+        x0, y0, x1, y1 = (int(v) for v in rng.integers(0, min(width, height), 4))
+        draw.line((x0, y0, x1, y1), fill=int(rng.integers(0, 256)), width=int(rng.integers(1, 6)))
+    if framed:
+        draw.rectangle((1, 1, width - 2, height - 2), outline=255 - paper, width=2)
+    for _ in range(specks):
+        draw.point((int(rng.integers(0, width)), int(rng.integers(0, height))), fill=255 - paper)
+    levels = np.asarray(image)[..., None]
+    np.testing.assert_array_equal(_ink(levels, lookup=True), _ink(levels, lookup=False))
+    assert _ink(levels).dtype == np.float32
