@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -168,6 +169,9 @@ def remove_version(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+_OMP = threading.local()  # the OpenMP thread count LoadedIndex last set on each thread (none else sets it)
+
+
 @dataclass
 class LoadedIndex:
     """An immutable, loaded index version; searches on it are thread-safe (FAISS reads only)."""
@@ -230,8 +234,12 @@ class LoadedIndex:
         return pos[lims[0] : lims[1]].astype(np.int64), dist[lims[0] : lims[1]].astype(np.int64)
 
     def _set_threads(self) -> None:
-        if self.threads is not None:
+        # Only when this thread's count differs from what was last set here: each FAISS call releases
+        # and retakes the GIL, and on a search's critical path the other pool thread (the answer's
+        # other parts, worked out beside the scan) then holds it, delaying the scan by its whole work.
+        if self.threads is not None and getattr(_OMP, "threads", None) != self.threads:
             faiss.omp_set_num_threads(self.threads)
+            _OMP.threads = self.threads
 
     def memory_bytes(self) -> int:
         """What the loaded version holds: its codes (the index's own sizes)."""

@@ -248,3 +248,26 @@ def test_a_failing_row_lookup_raises_sqlalchemy_s_error_and_a_dropped_connection
         assert isinstance(raised.value.orig, engine.dialect.loaded_dbapi.Error)
     finally:
         engine.dispose()
+
+
+def test_faiss_s_thread_count_is_set_once_per_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each FAISS call releases and retakes the GIL, so a search sets the OpenMP thread count only on a
+    thread where it has not set it yet (and the count stays right)."""
+    rng = np.random.default_rng(0)
+    index = loaded(tied_codes(rng, 500))
+    index.threads = 1
+    query = index.codes_at(np.array([0]))[0]
+    calls: list[int] = []
+    real = faiss.omp_set_num_threads
+    monkeypatch.setattr(faiss, "omp_set_num_threads", lambda n: (calls.append(n), real(n)))
+
+    def searches() -> int:
+        faiss.omp_set_num_threads(3)  # a fresh thread's count on a 3-core machine (counted too)
+        for _ in range(3):
+            index.search(query.reshape(1, -1), 10)
+            index.within(query, 2)
+        return faiss.omp_get_max_threads()
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(searches).result() == 1
+    assert calls == [3, 1]  # the thread's own setting, then the index's once for six searches
