@@ -11,8 +11,7 @@ A request goes thread to thread without waking the event loop in between: the po
 prepared it queues it, the model thread hands its codes to a pool thread for the request's follow-up
 work (``then``, e.g. ranking), and only the final result wakes the loop. Each wake-up and thread hop
 is a measurable share of a lone search, so a request with nothing else in flight runs the network
-and its follow-up on the pool thread that prepared it, when the network is idle (or, queued after
-all, the model thread follows it up itself: no batch is waiting for it). A follow-up can hand
+and its follow-up on the pool thread that prepared it, when the network is idle. A follow-up can hand
 independent work to the pool (``beside``) and do its own meanwhile: a lone search's other core is
 otherwise idle.
 """
@@ -122,10 +121,8 @@ class EncodeBatcher:
             with self._lock:
                 self._pending -= 1
 
-    def _take(self) -> list[_Request] | None:
-        first = self._queue.get()
-        if first is None:
-            return None
+    def _take(self, first: _Request) -> list[_Request]:
+        """``first`` and whatever else is waiting, up to ``max_batch`` images."""
         taken, size = [first], len(first.batch)
         while size < self.max_batch:
             try:
@@ -140,13 +137,14 @@ class EncodeBatcher:
         return taken
 
     def _serve(self) -> None:
-        while (requests := self._take()) is not None:
+        while (first := self._queue.get()) is not None:
+            # The batch is gathered once the network is free: what arrives while a lone request is
+            # encoded on its pool thread joins this batch instead of waiting for the next.
             with self._network:
+                requests = self._take(first)
                 codes, error = self._encode(requests)
-            # A lone request with nothing else in flight: no batch waits for this thread, so it follows
-            # up itself and spares the request a hop to a pool thread. (Several follow-ups run side by
-            # side on the pool instead.)
-            self._distribute(requests, codes, error, inline=len(requests) == 1 and self._pending == 1)
+            # Follow-ups go to the pool: this thread stays free for the next batch.
+            self._distribute(requests, codes, error, inline=False)
 
     def _encode(self, requests: list[_Request]) -> tuple[Codes | None, Exception | None]:
         """One network call for the requests' batches (the caller holds ``_network``)."""

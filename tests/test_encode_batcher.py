@@ -168,3 +168,32 @@ def test_work_beside_a_follow_up_runs_alongside_or_inline_and_never_deadlocks() 
     finally:
         batcher.shutdown()
     assert isinstance(errors[0], LookupError)  # the side work's error reaches the caller
+
+
+def test_requests_arriving_while_a_lone_one_is_encoded_are_batched_together() -> None:
+    """A lone request is encoded on its own pool thread; the ones that arrive meanwhile must wait for
+    it as one batch, not be taken one by one (a batch of 1 is the dearest kind on a CPU)."""
+    calls: list[int] = []
+
+    def encode(batch: np.ndarray) -> np.ndarray:
+        calls.append(len(batch))
+        time.sleep(0.3)  # the others arrive well within it, even on a loaded machine
+        return batch[:, 0].copy()
+
+    batcher = EncodeBatcher(encode, 8, 100, 2)
+
+    async def run() -> list[np.ndarray]:
+        first = asyncio.ensure_future(batcher.encode(lambda: np.zeros((1, 2), np.float32)))
+        later = []
+        for value in range(1, 5):
+            await asyncio.sleep(0.02)  # arriving one by one while the first is encoded
+            prepare = lambda v=value: np.full((1, 2), v, np.float32)  # noqa: E731
+            later.append(asyncio.ensure_future(batcher.encode(prepare)))
+        return await asyncio.gather(first, *later)
+
+    try:
+        results = asyncio.run(run())
+    finally:
+        batcher.shutdown()
+    assert [float(r[0]) for r in results] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert calls == [1, 4]
