@@ -76,7 +76,9 @@ PHOTO_WARNING = SearchWarning(
 class EncodedSketch:
     codes: Codes
     image: Image.Image  # as decoded: explain lays the attention map back over it
-    ink: np.ndarray  # its ink map (model.preprocessing.ink_map), (H, W)
+    # its ink map (model.preprocessing.ink_map), (H, W) float32: for the photo check, then let go (a
+    # 2048x2048 sketch's is 17 MB, and up to max_pending_encodes requests are in flight)
+    ink: np.ndarray | None
     prepared: np.ndarray  # the network's input, (1, 3, S, S)
 
 
@@ -101,7 +103,7 @@ async def encode_sketch(
             return kept["prepared"]
 
     def follow_up(codes: Codes) -> tuple[EncodedSketch, Any]:
-        sketch = EncodedSketch(codes, kept["image"], kept["ink"], kept["prepared"])
+        sketch = EncodedSketch(codes, kept["image"], kept.pop("ink"), kept["prepared"])
         return sketch, then(sketch) if then is not None else None
 
     try:
@@ -248,7 +250,9 @@ async def search(
         )
         ranking = search_codes(state.sessions, index, codes.packed[0], codes.continuous[0], k, applied)
         state.metrics.record_ranking(ranking)
-        return ranking, applied, *others()
+        guesses, warnings = others()
+        sketch.ink = None  # checked: not kept while the answer is built and sent
+        return ranking, applied, guesses, warnings
 
     sketch, (ranking, applied, guesses, warnings) = await encode_sketch(state, data, ranked)
     response = _response(
