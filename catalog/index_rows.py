@@ -59,7 +59,10 @@ class _CompiledPhotosAt(NamedTuple):
     names: tuple[str, ...] | None  # the parameters' names for a named paramstyle (psycopg); None: in order
 
 
-@functools.lru_cache(maxsize=256)
+EXACT_COUNTS = 128
+
+
+@functools.lru_cache(maxsize=2 * (EXACT_COUNTS + 16))  # both label forms: every exact count, 16 powers of 2
 def _photos_at_sql(dialect: Dialect, count: int, labelled: bool) -> _CompiledPhotosAt:
     """The statement for ``count`` positions compiled once by SQLAlchemy for this dialect, its IN list
     expanded."""
@@ -86,9 +89,16 @@ def photos_at(
     The query runs on a pooled DBAPI connection with SQL SQLAlchemy compiled once per dialect and
     count: a search's hot path, where SQLAlchemy's per-execution work cost more than the query itself,
     several times more right after the network has run (python -m benchmarks.search_load, fetch stage)."""
-    query = _photos_at_sql(engine.dialect, len(positions), label is not None)
+    count = len(positions)
+    # Counts up to EXACT_COUNTS are compiled as they are (a search's k + slack); larger ones (a labelled
+    # search's thousands) as the next power of two, padded with a position no row has: few statements.
+    size = count if count <= EXACT_COUNTS else 1 << (count - 1).bit_length()
+    query = _photos_at_sql(engine.dialect, size, label is not None)
     named: dict[str, object] = {"version_id": version_id, "gallery_id": gallery_id, "label": label}
-    values = [named[slot] if isinstance(slot, str) else int(positions[slot]) for slot in query.slots]
+    values = [
+        named[slot] if isinstance(slot, str) else int(positions[slot]) if slot < count else -1
+        for slot in query.slots
+    ]
     params = values if query.names is None else dict(zip(query.names, values, strict=True))
     dbapi_error = engine.dialect.loaded_dbapi.Error
     connection = None

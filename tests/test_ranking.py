@@ -217,6 +217,10 @@ def test_photos_at_resolves_positions_on_sqlite_and_postgres(database_url: str) 
         assert all(r.position == p for p, r in found.items())
         cats = photos_at(engine, version_id, mine_id, list(range(8)), "it's a cat")
         assert sorted(r.image_id for r in cats.values()) == [ids[1], ids[3], ids[5]]
+        # a labelled search's thousands of positions: compiled for the next power of two, padded
+        many = photos_at(engine, version_id, mine_id, list(range(2999, -1, -1)), "it's a cat")
+        assert many == cats
+        assert sorted(photos_at(engine, version_id, mine_id, list(range(129)))) == [0, 1, 2, 3, 4, 5]
         with sessions.begin() as session:
             session.delete(session.get(ImageRecord, ids[3]))
         assert sorted(photos_at(engine, version_id, mine_id, [2, 0, 1])) == [0, 1]  # deleted: gone
