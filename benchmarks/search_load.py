@@ -234,9 +234,12 @@ def encoder_alone(checkpoint: Path, sketches: list[bytes], batch: float, seconds
 
 
 @contextmanager
-def serving(root: Path, data_dir: str, checkpoint: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def serving(
+    root: Path, data_dir: str, checkpoint: Path, onnx_cache: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`sketch-server` of the code under ``root`` (this checkout or a worktree) on ``data_dir``, warmed
-    up with 20 searches: its base URL and process."""
+    up with 20 searches: its base URL and process. ``onnx_cache``: where it exports its ONNX graphs
+    (another revision's export may differ; the cache is keyed by the checkpoint only)."""
     port = free_port()
     env = {
         **os.environ,
@@ -245,6 +248,8 @@ def serving(root: Path, data_dir: str, checkpoint: Path) -> Iterator[tuple[str, 
         "SKETCH_EMBEDDED_WORKER": "false",
         "PYTHONPATH": str(root),
     }
+    if onnx_cache is not None:
+        env["SKETCH_ONNX_CACHE_DIR"] = str(onnx_cache)
     server = subprocess.Popen(
         [sys.executable, "-m", "app.serve", "--port", str(port)],
         env=env,
@@ -302,13 +307,15 @@ def worktree(revision: str) -> Iterator[Path]:
 def before_and_after(
     revision: str, data_dir: str, checkpoint: Path, duration: float, requests: int, rounds: int = 2
 ) -> dict:
-    """The lone search at ``revision`` and at this checkout, in alternating phases (this one first):
-    each side's median over all its phases' requests, and its ratio against its own stage means."""
+    """The lone search at ``revision`` and at this checkout, in alternating phases (this, revision, then
+    revision, this, ...: neither side always goes first): each side's median of its phases' medians, and
+    its ratio against its own stage means."""
     phases: dict[str, list[dict]] = {"this": [], revision: []}
     with worktree(revision) as root:
-        for _ in range(rounds):
-            for name, code in (("this", REPO), (revision, root)):
-                with serving(code, data_dir, checkpoint) as (base, _server):
+        sides = [("this", REPO, None), (revision, root, root.parent / "onnx")]
+        for round_ in range(rounds):
+            for name, code, onnx_cache in sides if round_ % 2 == 0 else sides[::-1]:
+                with serving(code, data_dir, checkpoint, onnx_cache) as (base, _server):
                     phases[name].append(lone_phase(base, duration, requests))
                     print(name, phases[name][-1], flush=True)
     summary = {}
