@@ -76,21 +76,19 @@ PHOTO_WARNING = SearchWarning(
 class EncodedSketch:
     codes: Codes
     image: Image.Image  # as decoded: explain lays the attention map back over it
-    # its ink map (model.preprocessing.ink_map), (H, W) float32: for the photo check, then let go (a
-    # 2048x2048 sketch's is 17 MB, and up to max_pending_encodes requests are in flight)
-    ink: np.ndarray | None
     prepared: np.ndarray  # the network's input, (1, 3, S, S)
 
 
-def sketch_warnings(sketch: EncodedSketch) -> list[SearchWarning]:
-    return [PHOTO_WARNING] if looks_like_photo(sketch.image, sketch.ink) else []
+def sketch_warnings(image: Image.Image, ink: np.ndarray) -> list[SearchWarning]:
+    return [PHOTO_WARNING] if looks_like_photo(image, ink) else []
 
 
 async def encode_sketch(
-    state: ServiceState, data: bytes, then: Callable[[EncodedSketch], Any] | None = None
+    state: ServiceState, data: bytes, then: Callable[[EncodedSketch, np.ndarray], Any] | None = None
 ) -> tuple[EncodedSketch, Any]:
-    """The sketch decoded, prepared and encoded, and what ``then`` makes of it (on a pool thread,
-    straight after the network: the ranking, without a hop back to the event loop first)."""
+    """The sketch decoded, prepared and encoded, and what ``then`` makes of it and its ink map (on a
+    pool thread, straight after the network: the ranking, without a hop back to the event loop first).
+    The ink map is not kept beyond ``then``: a 2048x2048 sketch's is 17 MB."""
     metrics, encoder = state.metrics, state.encoder
     kept: dict[str, Any] = {}
 
@@ -103,8 +101,9 @@ async def encode_sketch(
             return kept["prepared"]
 
     def follow_up(codes: Codes) -> tuple[EncodedSketch, Any]:
-        sketch = EncodedSketch(codes, kept["image"], kept.pop("ink"), kept["prepared"])
-        return sketch, then(sketch) if then is not None else None
+        sketch = EncodedSketch(codes, kept["image"], kept["prepared"])
+        ink = kept.pop("ink")
+        return sketch, then(sketch, ink) if then is not None else None
 
     try:
         return await state.batcher.encode(prepare, follow_up)
@@ -239,20 +238,20 @@ async def search(
     served = _served_index(state, gallery)
     index = served if served is not None else await run_in_threadpool(_index_for, state, gallery)
 
-    def ranked(sketch: EncodedSketch) -> tuple[Ranking, str | None, list[ClassGuess], list[SearchWarning]]:
+    def ranked(
+        sketch: EncodedSketch, ink: np.ndarray
+    ) -> tuple[Ranking, str | None, list[ClassGuess], list[SearchWarning]]:
         codes = sketch.codes
         labels = labels_of(state, index)  # a database query once per index version: off the event loop
         applied = applicable_label(labels, index.gallery, label)
         # The answer's other parts are worked out on another pool thread while this one ranks (FAISS
         # scans without the GIL): off a lone search's critical path.
         others = state.batcher.beside(
-            lambda: (class_guesses(state, codes.continuous[0], labels), sketch_warnings(sketch))
+            lambda: (class_guesses(state, codes.continuous[0], labels), sketch_warnings(sketch.image, ink))
         )
         ranking = search_codes(state.sessions, index, codes.packed[0], codes.continuous[0], k, applied)
         state.metrics.record_ranking(ranking)
-        guesses, warnings = others()
-        sketch.ink = None  # checked: not kept while the answer is built and sent
-        return ranking, applied, guesses, warnings
+        return ranking, applied, *others()
 
     sketch, (ranking, applied, guesses, warnings) = await encode_sketch(state, data, ranked)
     response = _response(
