@@ -100,27 +100,25 @@ def photos_at(
         for slot in query.slots
     ]
     params = values if query.names is None else dict(zip(query.names, values, strict=True))
+    # Driver errors become SQLAlchemy's own, as Core's would (which the service answers as the database
+    # being unavailable), and a connection lost mid-query leaves the pool.
     dbapi_error = engine.dialect.loaded_dbapi.Error
-    connection = None
     try:
         connection = engine.raw_connection()
-        cursor = connection.cursor()
-        try:
-            cursor.execute(query.sql, params)
-            rows = cursor.fetchall()
-        finally:
-            cursor.close()
     except dbapi_error as exc:
-        # As Core would: the driver's error (no connection, or one lost mid-query, which then leaves the
-        # pool) becomes SQLAlchemy's own, which the service answers as the database being unavailable.
-        lost = connection is not None and engine.dialect.is_disconnect(exc, connection.dbapi_connection, None)
+        raise DBAPIError.instance(query.sql, params, exc, dbapi_error) from exc
+    try:
+        cursor = connection.cursor()
+        cursor.execute(query.sql, params)
+        rows = cursor.fetchall()
+        cursor.close()
+    except dbapi_error as exc:
+        lost = engine.dialect.is_disconnect(exc, connection.dbapi_connection, None)
         if lost:
-            assert connection is not None
             connection.invalidate(exc)
         raise DBAPIError.instance(query.sql, params, exc, dbapi_error, connection_invalidated=lost) from exc
     finally:
-        if connection is not None:
-            connection.close()  # back to the pool, rolled back (or discarded when invalidated)
+        connection.close()  # back to the pool, rolled back (or discarded when invalidated)
     return {row[0]: RowPhoto._make(row) for row in rows}  # the columns in RowPhoto's order
 
 
