@@ -541,22 +541,20 @@ def normalise_sketch(
     a drawing under MIN_DRAWING_SIDE pixels across."""
     if augment is None and max(image.size) < MIN_SKETCH_SIDE:
         check_drawing_size(image, (0, 0, *image.size))  # too small to look for strokes in
+    levels = _dark_on_white_levels(image, ink)
     if augment is None:  # the search's path: the strokes' box from the grey levels, no copy back out
-        levels = _dark_on_white_levels(image, ink)
         box = stroke_bbox(levels)
         check_drawing_size(image, box)
         return _framed(Image.fromarray(levels, "L"), box, size, SKETCH_MARGIN)
-    gray = sketch_to_dark_on_white(image, ink)
     rng = random.random
-    if augment is not None and (augment.stroke_dropout or augment.jitter):
+    if augment.stroke_dropout or augment.jitter:
         generator = np.random.default_rng(random.getrandbits(32))
-        arr = np.asarray(gray)
         if augment.stroke_dropout:
-            arr = drop_strokes(arr, augment.stroke_dropout, generator)
+            levels = drop_strokes(levels, augment.stroke_dropout, generator)
         if augment.jitter:
-            arr = wobble(arr, augment.jitter, generator)
-        gray = Image.fromarray(arr)
-    if augment is not None and rng() < augment.thicken_prob:
+            levels = wobble(levels, augment.jitter, generator)
+    gray = Image.fromarray(levels, "L")
+    if rng() < augment.thicken_prob:
         gray = gray.filter(ImageFilter.MinFilter(3))
     box = stroke_bbox(gray)
     lo, hi = augment.margin_range
