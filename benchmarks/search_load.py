@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import re
 import subprocess
@@ -267,6 +268,7 @@ def serving(
         server.wait(timeout=30)
 
 
+@functools.cache  # read once: every phase sends them
 def split_sketches() -> list[bytes]:
     """The Sketchy test split's sketches as PNG bytes: what every phase sends."""
     return [i.path.read_bytes() for i in read_split(SKETCHY / "splits" / "test_sketches.txt")]
