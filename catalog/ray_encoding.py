@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable
@@ -80,19 +81,24 @@ class PhotoEncoderActor:
         configure_threads(threads)
         data: bytes = ray.get(checkpoint) if isinstance(checkpoint, ray.ObjectRef) else checkpoint
         folder = Path(tempfile.mkdtemp(prefix="sketch-ray-"))
-        path = folder / "checkpoint.safetensors"
-        path.write_bytes(data)
-        cache = Path(onnx_cache)
-        # e.g. the CPU image's graphs, read-only
-        shipped = graph_path(cache, checksum, photo_graph(PhotoPrecision(photo_precision))).is_file()
-        if not shipped and not os.access(cache if cache.exists() else cache.parent, os.W_OK):
-            cache = folder / "onnx"  # a node that cannot write the shared cache exports its own copy
-        if int8_graph is not None and not graph_path(cache, checksum, PHOTO_INT8).is_file():
-            graph: bytes = ray.get(int8_graph) if isinstance(int8_graph, ray.ObjectRef) else int8_graph
-            atomic_write(graph_path(cache, checksum, PHOTO_INT8), graph)  # the same graph: the same codes
-        self.encoder = load_encoder(
-            path, device, edge_weights, backend, cache, photo_precision=PhotoPrecision(photo_precision)
-        )
+        try:
+            path = folder / "checkpoint.safetensors"
+            path.write_bytes(data)
+            cache = Path(onnx_cache)
+            # e.g. the CPU image's graphs, read-only
+            shipped = graph_path(cache, checksum, photo_graph(PhotoPrecision(photo_precision))).is_file()
+            if not shipped and not os.access(cache if cache.exists() else cache.parent, os.W_OK):
+                cache = folder / "onnx"  # a node that cannot write the shared cache exports its own copy
+            if int8_graph is not None and not graph_path(cache, checksum, PHOTO_INT8).is_file():
+                graph: bytes = ray.get(int8_graph) if isinstance(int8_graph, ray.ObjectRef) else int8_graph
+                atomic_write(graph_path(cache, checksum, PHOTO_INT8), graph)  # the same graph: the same codes
+            self.encoder = load_encoder(
+                path, device, edge_weights, backend, cache, photo_precision=PhotoPrecision(photo_precision)
+            )
+        finally:
+            # The encoder holds what it reads in memory (weights, ONNX sessions): a checkpoint copy left
+            # behind by every actor of every build would fill the node's disk, 16 MB at a time.
+            shutil.rmtree(folder, ignore_errors=True)
         if self.encoder.checksum != checksum:
             raise RuntimeError("the checkpoint received by this Ray worker is not the one the build uses")
         if codes_key is not None and self.encoder.photo_codes_key != codes_key:  # e.g. a stale int8 graph

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -96,6 +97,7 @@ def test_ray_build_matches_the_single_process_build(
     cluster: str, single_process, checkpoint: Path, source: Path, tmp_path: Path, caplog
 ) -> None:  # type: ignore[no-untyped-def]
     caplog.set_level(logging.INFO, logger="catalog.ray_encoding")
+    copies_before = set(Path(tempfile.gettempdir()).glob("sketch-ray-*"))
     settings, sessions = environment(tmp_path, checkpoint)
     steps: list[tuple[int, int]] = []
     builder = GalleryBuilder(
@@ -120,6 +122,8 @@ def test_ray_build_matches_the_single_process_build(
     # a second build reuses every code from the cache, on Ray or not
     again = builder.build("g", source)
     assert again.encoded == 0 and again.reused == 36
+    # each actor wrote the checkpoint to a scratch folder to load it; none is left behind (16 MB each)
+    assert set(Path(tempfile.gettempdir()).glob("sketch-ray-*")) <= copies_before
 
 
 def actor_pids() -> set[int]:
