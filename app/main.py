@@ -129,6 +129,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             settings.max_pending_encodes,
             settings.preprocess_threads,
             app.state.metrics.record_encode_batch,
+            app.state.metrics.record_stage,
         ),
         app.state.metrics,
     )

@@ -47,11 +47,16 @@ class Metrics:
             registry=self.registry,
         )
 
+    def record_stage(self, stage: str, seconds: float) -> None:
+        """One search spent ``seconds`` in ``stage``: decode, preprocess, wait (for the network), encode,
+        scan, widen, rerank, fetch, handoff (between threads; model.encode_batcher), explain."""
+        self.stage.labels(stage).observe(seconds)
+
     def record_encode_batch(self, size: int, seconds: float) -> None:
         """One network call served ``size`` searches: each of them spent ``seconds`` in the encode stage."""
         self.encode_batch.observe(size)
         for _ in range(size):
-            self.stage.labels("encode").observe(seconds)
+            self.record_stage("encode", seconds)
 
     @contextmanager
     def timed(self, stage: str, timings: dict[str, float] | None = None) -> Iterator[None]:
@@ -60,7 +65,7 @@ class Metrics:
             yield
         finally:
             elapsed = time.perf_counter() - start
-            self.stage.labels(stage).observe(elapsed)
+            self.record_stage(stage, elapsed)
             if timings is not None:
                 timings[stage] = elapsed
 
@@ -68,7 +73,7 @@ class Metrics:
         """A ranking's stages ("scan", "rerank", "fetch"); candidates widened past the exactness bound
         are counted apart."""
         for stage, seconds in ranking.seconds.items():
-            self.stage.labels(stage).observe(seconds)
+            self.record_stage(stage, seconds)
         if not ranking.exact:
             self.inexact.inc()
 

@@ -196,6 +196,33 @@ def stage_totals(base: str) -> dict[str, tuple[float, float]]:
     return {k: (float(sums[k]), float(counts[k])) for k in sums}
 
 
+def search_totals(base: str) -> tuple[float, float]:
+    """The /search route's own latency so far, (seconds summed, requests), from the server's /metrics:
+    the search as the server's metrics middleware saw it, without the HTTP parsing and sending around it."""
+    text = httpx.get(f"{base}/metrics").text
+    total = re.search(r'sketch_request_seconds_sum\{route="/search"\} ([\d.e+-]+)', text)
+    count = re.search(r'sketch_request_seconds_count\{route="/search"\} ([\d.e+-]+)', text)
+    return (float(total.group(1)), float(count.group(1))) if total and count else (0.0, 0.0)
+
+
+def where_the_mean_goes(client_ms: float, server_ms: float, stages: dict[str, float]) -> dict[str, float]:
+    """A search's mean milliseconds split into parts that add up to ``client_ms``: the network
+    ("encode") and the scan, the server's other stages (decode, preprocess, wait, widen, rerank,
+    fetch, handoff: ``stage_means``' keys), what the server spends outside every stage (FastAPI, its
+    middleware, the multipart form, building and serialising the answer: ``server_ms`` less the
+    stages), and HTTP with this client (``client_ms`` less ``server_ms``)."""
+    encode, scan = stages["encode_ms_mean"], stages["scan_ms_mean"]
+    apart = ("encode_ms_mean", "scan_ms_mean", "explain_ms_mean")  # explain: not a plain search's
+    others = sum(v for k, v in stages.items() if k not in apart)
+    return {
+        "encode": round(encode, 3),
+        "scan": round(scan, 3),
+        "other_stages": round(others, 3),
+        "outside_the_stages": round(server_ms - encode - scan - others, 3),
+        "http_and_client": round(client_ms - server_ms, 3),
+    }
+
+
 def stage_means(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]) -> dict:
     """Mean milliseconds per stage between two /metrics readings (one load phase)."""
     means = {}
@@ -277,9 +304,15 @@ def split_sketches() -> list[bytes]:
 def lone_phase(base: str, duration: float, requests: int) -> dict:
     """Concurrency 1 with the server's stage means for those requests, what lies outside the network
     and the scan, the HTTP floor, and the median against one encode plus one scan."""
-    start = stage_totals(base)
+    start, start_search = stage_totals(base), search_totals(base)
     single = asyncio.run(run_load(base, split_sketches(), 1, duration, requests))
     single["stages"] = stage_means(start, stage_totals(base))
+    (total, count), (total0, count0) = search_totals(base), start_search
+    single["server_ms_mean"] = round((total - total0) / max(count - count0, 1) * 1000, 3)
+    # The mean (not the median: means add up) from the client's clock down to the server's stages.
+    single["where_the_mean_goes_ms"] = where_the_mean_goes(
+        single["mean_ms"], single["server_ms_mean"], single["stages"]
+    )
     # What the service adds beyond the network and the scan (HTTP, multipart, decode, preprocessing,
     # thread hand-offs, re-ranking, the database, JSON), from the same requests' median.
     single["outside_network_and_scan_ms"] = round(

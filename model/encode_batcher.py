@@ -14,6 +14,10 @@ is a measurable share of a lone search, so a request with nothing else in flight
 and its follow-up on the pool thread that prepared it, when the network is idle. A follow-up can hand
 independent work to the pool (``beside``) and do its own meanwhile: a lone search's other core is
 otherwise idle.
+
+``on_stage`` hears, per request, how long it waited for the network once prepared ("wait") and how long
+its hand-offs from thread to thread took altogether ("handoff": event loop to pool, model thread to pool
+under load, and back to the event loop), the parts of a search no stage of its own measures.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -39,13 +43,25 @@ class Busy(Exception):
 
 
 @dataclass
+class _Timing:
+    """perf_counter() marks of one request's passage from thread to thread (seconds)."""
+
+    submitted: float = 0.0  # handed from the event loop to the pool
+    handoff: float = 0.0  # the hand-offs' seconds so far
+    queued: float = 0.0  # prepared and waiting for the network, or encoded and waiting for a pool thread
+    finished: float = 0.0  # handed back to the event loop
+
+
+@dataclass
 class _Request:
     batch: np.ndarray
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
     then: Callable[[Codes], Any] | None = None
+    timing: _Timing = field(default_factory=_Timing)
 
     def finish(self, result: Any, error: BaseException | None) -> None:
+        self.timing.finished = time.perf_counter()
         self.loop.call_soon_threadsafe(_resolve, self.future, result, error)
 
 
@@ -66,11 +82,13 @@ class EncodeBatcher:
         max_pending: int,
         preprocess_threads: int,
         on_batch: Callable[[int, float], None] | None = None,
+        on_stage: Callable[[str, float], None] | None = None,
     ) -> None:
         self.encode_batch = encode_batch
         self.max_batch = max_batch
         self.max_pending = max_pending
         self.on_batch = on_batch
+        self.on_stage = on_stage
         self._pending = 0
         self._lock = threading.Lock()
         self._network = threading.Lock()  # one network call at a time, by the model thread or a lone request
@@ -96,14 +114,17 @@ class EncodeBatcher:
         try:
             loop = asyncio.get_running_loop()
             future: asyncio.Future[Any] = loop.create_future()
+            timing = _Timing()
 
             def prepare_and_queue() -> None:
+                timing.handoff = time.perf_counter() - timing.submitted
                 try:
                     batch = prepare()
                 except BaseException as exc:  # the caller's error, raised where it awaits
                     loop.call_soon_threadsafe(_resolve, future, None, exc)
                     return
-                request = _Request(batch, future, loop, then)
+                request = _Request(batch, future, loop, then, timing)
+                timing.queued = time.perf_counter()
                 # Alone, with the network idle: encode right here, sparing the hand-off to the model
                 # thread and back. Anything else joins the model thread's next batch.
                 if self._pending == 1 and self._network.acquire(blocking=False):
@@ -115,8 +136,13 @@ class EncodeBatcher:
                 else:
                     self._queue.put(request)
 
+            timing.submitted = time.perf_counter()
             self._preprocess.submit(prepare_and_queue)
-            return await future
+            result = await future
+            if self.on_stage is not None:
+                # Both hops: to the pool thread that took it up, and back once the event loop resumed it.
+                self.on_stage("handoff", timing.handoff + time.perf_counter() - timing.finished)
+            return result
         finally:
             with self._lock:
                 self._pending -= 1
@@ -153,8 +179,12 @@ class EncodeBatcher:
             codes, error = self.encode_batch(np.concatenate([r.batch for r in requests])), None
         except Exception as exc:  # every request of the batch gets the error; the thread lives on
             codes, error = None, exc
+        seconds = time.perf_counter() - started
+        if self.on_stage is not None:
+            for r in requests:
+                self.on_stage("wait", started - r.timing.queued)
         if self.on_batch is not None:
-            self.on_batch(len(requests), time.perf_counter() - started)
+            self.on_batch(len(requests), seconds)
         return codes, error
 
     def _distribute(
@@ -170,11 +200,14 @@ class EncodeBatcher:
             elif inline:
                 self._follow_up(r, part)
             else:
-                self._preprocess.submit(self._follow_up, r, part)
+                r.timing.queued = time.perf_counter()  # now queued for a pool thread
+                self._preprocess.submit(self._follow_up, r, part, True)
 
     @staticmethod
-    def _follow_up(request: _Request, codes: Codes) -> None:
+    def _follow_up(request: _Request, codes: Codes, handed: bool = False) -> None:
         assert request.then is not None
+        if handed:  # by the model thread: its wait for a pool thread is a hand-off too
+            request.timing.handoff += time.perf_counter() - request.timing.queued
         try:
             result = request.then(codes)
         except BaseException as exc:  # the caller's error, raised where it awaits

@@ -197,3 +197,41 @@ def test_requests_arriving_while_a_lone_one_is_encoded_are_batched_together() ->
         batcher.shutdown()
     assert [float(r[0]) for r in results] == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert calls == [1, 4]
+
+
+def test_the_wait_for_the_network_and_the_hand_offs_are_reported_apart_from_the_encode() -> None:
+    """A request prepared while the network runs another waits for it: that wait is reported as "wait"
+    (about the rest of the other call), a lone request's as next to nothing, and the thread hand-offs
+    as "handoff", which holds neither the network nor the wait."""
+    stages: list[tuple[str, float]] = []
+    lock = threading.Lock()
+
+    def heard(stage: str, seconds: float) -> None:
+        with lock:
+            stages.append((stage, seconds))
+
+    def encode(batch: np.ndarray) -> np.ndarray:
+        time.sleep(0.3)
+        return batch[:, 0].copy()
+
+    batcher = EncodeBatcher(encode, 8, 100, 2, on_stage=heard)
+
+    async def run() -> list[np.ndarray]:
+        first = asyncio.ensure_future(batcher.encode(lambda: np.zeros((1, 2), np.float32)))
+        await asyncio.sleep(0.05)  # the first is on the network by now (a lone request: inline)
+        second = batcher.encode(lambda: np.ones((1, 2), np.float32), then=lambda codes: codes)
+        return await asyncio.gather(first, second)
+
+    try:
+        results = asyncio.run(run())
+    finally:
+        batcher.shutdown()
+    assert [float(r[0]) for r in results] == [0.0, 1.0]
+    waits = sorted(s for name, s in stages if name == "wait")
+    handoffs = [s for name, s in stages if name == "handoff"]
+    assert len(waits) == 2 and len(handoffs) == 2
+    assert waits[0] < 0.05  # the lone request went straight to the network
+    # The other one waited out the rest of the first call (0.25 s), not its own call as well.
+    assert 0.15 <= waits[1] <= 0.45
+    # Each hand-off is a thread taking the request up, neither the network (0.3 s) nor the wait.
+    assert all(0 < h < 0.15 for h in handoffs)
