@@ -15,6 +15,10 @@ against limits measured in the same run:
   alone sustains in this process at the server's mean batch size (measured after the load, with the
   server idle, with the same threads).
 
+The lone search's mean is also split into parts that add up (``where_the_mean_goes_ms``): the network,
+the scan, the server's other stages (its /metrics), the server's time outside every stage (its /search
+latency less the stages) and HTTP with this client (the client's mean less the server's).
+
 With ``--against REV`` the lone search is also measured at git revision REV (a temporary worktree,
 its server on the same index and database, so REV must share this revision's database schema), in
 alternating phases with this revision's: before and after in one run, on the same host.
