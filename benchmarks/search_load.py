@@ -38,6 +38,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import httpx
@@ -192,21 +193,38 @@ async def round_trip_floor(base: str, requests: int = 300) -> float:
     return round(float(np.median(times)) * 1000, 3)
 
 
-def stage_totals(base: str) -> dict[str, tuple[float, float]]:
-    """Per search stage: (seconds summed, observations) so far, from the server's /metrics."""
-    text = httpx.get(f"{base}/metrics").text
-    sums = dict(re.findall(r'sketch_search_stage_seconds_sum\{stage="(\w+)"\} ([\d.e+-]+)', text))
-    counts = dict(re.findall(r'sketch_search_stage_seconds_count\{stage="(\w+)"\} ([\d.e+-]+)', text))
-    return {k: (float(sums[k]), float(counts[k])) for k in sums}
+class Totals(NamedTuple):
+    """One reading of the server's /metrics, each as (sum, count) so far: the seconds of every search
+    stage, the /search route's own latency (the search as the server's metrics middleware saw it,
+    without the HTTP parsing and sending around it), and the sketches of the network's batches."""
+
+    stages: dict[str, tuple[float, float]]
+    search: tuple[float, float]
+    batches: tuple[float, float]
 
 
-def search_totals(base: str) -> tuple[float, float]:
-    """The /search route's own latency so far, (seconds summed, requests), from the server's /metrics:
-    the search as the server's metrics middleware saw it, without the HTTP parsing and sending around it."""
-    text = httpx.get(f"{base}/metrics").text
-    total = re.search(r'sketch_request_seconds_sum\{route="/search"\} ([\d.e+-]+)', text)
-    count = re.search(r'sketch_request_seconds_count\{route="/search"\} ([\d.e+-]+)', text)
-    return (float(total.group(1)), float(count.group(1))) if total and count else (0.0, 0.0)
+def _sum_count(text: str, series: str, labels: str = "") -> tuple[float, float]:
+    found = [re.search(rf"{series}_{part}{re.escape(labels)} ([\d.e+-]+)", text) for part in ("sum", "count")]
+    return (float(found[0].group(1)), float(found[1].group(1))) if found[0] and found[1] else (0.0, 0.0)
+
+
+def totals(text: str) -> Totals:
+    """``Totals`` from the text of /metrics."""
+    stages = re.findall(r'sketch_search_stage_seconds_count\{stage="(\w+)"\}', text)
+    return Totals(
+        {s: _sum_count(text, "sketch_search_stage_seconds", f'{{stage="{s}"}}') for s in stages},
+        _sum_count(text, "sketch_request_seconds", '{route="/search"}'),
+        _sum_count(text, "sketch_encode_batch_size"),
+    )
+
+
+def read_totals(base: str) -> Totals:
+    return totals(httpx.get(f"{base}/metrics").text)
+
+
+def per_count(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """The mean of what was summed between two readings of one (sum, count) series."""
+    return (after[0] - before[0]) / max(after[1] - before[1], 1)
 
 
 def where_the_mean_goes(client_ms: float, server_ms: float, stages: dict[str, float]) -> dict[str, float]:
@@ -229,19 +247,10 @@ def where_the_mean_goes(client_ms: float, server_ms: float, stages: dict[str, fl
 
 def stage_means(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]) -> dict:
     """Mean milliseconds per stage between two /metrics readings (one load phase)."""
-    means = {}
-    for stage, (total, count) in after.items():
-        t0, c0 = before.get(stage, (0.0, 0.0))
-        means[f"{stage}_ms_mean"] = round((total - t0) / max(count - c0, 1) * 1000, 3)
-    return means
-
-
-def batch_totals(base: str) -> tuple[float, float]:
-    """(sketches encoded, network calls) so far, from the server's batch-size histogram."""
-    text = httpx.get(f"{base}/metrics").text
-    total = float(re.search(r"sketch_encode_batch_size_sum ([\d.e+-]+)", text).group(1))  # type: ignore[union-attr]
-    calls = float(re.search(r"sketch_encode_batch_size_count ([\d.e+-]+)", text).group(1))  # type: ignore[union-attr]
-    return total, calls
+    return {
+        f"{stage}_ms_mean": round(per_count(before.get(stage, (0.0, 0.0)), now) * 1000, 3)
+        for stage, now in after.items()
+    }
 
 
 def encoder_alone(checkpoint: Path, sketches: list[bytes], batch: float, seconds: float = 8.0) -> float:
@@ -308,11 +317,11 @@ def split_sketches() -> list[bytes]:
 def lone_phase(base: str, duration: float, requests: int) -> dict:
     """Concurrency 1 with the server's stage means for those requests, what lies outside the network
     and the scan, the HTTP floor, and the median against one encode plus one scan."""
-    start, start_search = stage_totals(base), search_totals(base)
+    before = read_totals(base)
     single = asyncio.run(run_load(base, split_sketches(), 1, duration, requests))
-    single["stages"] = stage_means(start, stage_totals(base))
-    (total, count), (total0, count0) = search_totals(base), start_search
-    single["server_ms_mean"] = round((total - total0) / max(count - count0, 1) * 1000, 3)
+    after = read_totals(base)
+    single["stages"] = stage_means(before.stages, after.stages)
+    single["server_ms_mean"] = round(per_count(before.search, after.search) * 1000, 3)
     # The mean (not the median: means add up) from the client's clock down to the server's stages.
     single["where_the_mean_goes_ms"] = where_the_mean_goes(
         single["mean_ms"], single["server_ms_mean"], single["stages"]
@@ -396,12 +405,11 @@ def main() -> None:
         with serving(REPO, tmp, args.checkpoint) as (base, server):
             single = lone_phase(base, args.duration, args.requests)
             print(single, flush=True)
-            after_single = stage_totals(base)
-            batches_before = batch_totals(base)
+            before = read_totals(base)
             eight = asyncio.run(run_load(base, split_sketches(), 8, args.duration, args.requests * 4))
-            eight["stages"] = stage_means(after_single, stage_totals(base))
-            batches_after = batch_totals(base)
-            mean_batch = (batches_after[0] - batches_before[0]) / max(batches_after[1] - batches_before[1], 1)
+            after = read_totals(base)
+            eight["stages"] = stage_means(before.stages, after.stages)
+            mean_batch = per_count(before.batches, after.batches)
             eight["encode_batch_mean"] = round(mean_batch, 2)
             memory = rss_mb(server.pid)
             eight["encoder_alone_sketches_per_s"] = encoder_alone(

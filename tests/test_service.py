@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -17,6 +16,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.main import StartupError, create_app, prepare_database
+from benchmarks.search_load import totals as metric_totals
+from benchmarks.search_load import where_the_mean_goes
 from catalog.db import migrate
 from catalog.db.session import make_engine, make_session_factory
 from catalog.settings import load_settings
@@ -66,10 +67,15 @@ def test_search_returns_ranked_results(client: TestClient) -> None:
         assert m["label"] in CLASSES and m["url"] == f"/images/{m['image_id']}"
 
 
+def stage_totals(client: TestClient) -> dict[str, tuple[float, float]]:
+    """(seconds summed, observations) per search stage, and as "request" the /search route's latency,
+    read as the load benchmark reads them."""
+    read = metric_totals(client.get("/metrics").text)
+    return {**read.stages, "request": read.search}
+
+
 def stage_count(client: TestClient, stage: str) -> float:
-    text = client.get("/metrics").text
-    found = re.search(rf'sketch_search_stage_seconds_count{{stage="{stage}"}} ([\d.e+]+)', text)
-    return float(found.group(1)) if found else 0.0
+    return stage_totals(client).get(stage, (0.0, 0.0))[1]
 
 
 def test_more_like_this_rankings_are_measured_like_searches(client: TestClient) -> None:
@@ -85,17 +91,6 @@ def test_more_like_this_rankings_are_measured_like_searches(client: TestClient) 
         "rerank": 1,
         "fetch": 1,
     }
-
-
-def stage_totals(client: TestClient) -> dict[str, tuple[float, float]]:
-    """(seconds summed, observations) per search stage, and as "request" the /search route's latency."""
-    text = client.get("/metrics").text
-    sums = dict(re.findall(r'sketch_search_stage_seconds_sum{stage="(\w+)"} ([\d.e+-]+)', text))
-    counts = dict(re.findall(r'sketch_search_stage_seconds_count{stage="(\w+)"} ([\d.e+-]+)', text))
-    totals = {stage: (float(sums[stage]), float(counts[stage])) for stage in sums}
-    found = re.search(r'sketch_request_seconds_sum{route="/search"} ([\d.e+-]+)', text)
-    totals["request"] = (float(found.group(1)) if found else 0.0, 0.0)
-    return totals
 
 
 def test_a_search_is_timed_once_in_every_stage_of_its_path_and_they_fit_in_its_latency(
@@ -118,8 +113,6 @@ def test_a_search_is_timed_once_in_every_stage_of_its_path_and_they_fit_in_its_l
 
 
 def test_the_load_benchmark_splits_a_search_into_parts_that_add_up() -> None:
-    from benchmarks.search_load import where_the_mean_goes  # the service's parts, as the benchmark reads them
-
     stages = {"decode_ms_mean": 0.3, "preprocess_ms_mean": 1.0, "wait_ms_mean": 0.01, "encode_ms_mean": 6.0}
     stages |= {"scan_ms_mean": 1.3, "rerank_ms_mean": 0.4, "fetch_ms_mean": 0.3, "handoff_ms_mean": 0.2}
     parts = where_the_mean_goes(11.0, 10.1, {**stages, "explain_ms_mean": 50.0})  # explain: other searches
