@@ -26,10 +26,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from benchmarks.common import write_result
 from benchmarks.search_load import padded_index, split_sketches
 from catalog.db import migrate
-from catalog.db.models import IndexVersion
 from catalog.db.session import make_engine, make_session_factory
-from catalog.enums import VersionState
-from catalog.index_store import LoadedIndex, read_version
+from catalog.index_store import LoadedIndex, active_version, load_index
 from catalog.ranking import search_codes
 from catalog.settings import DEFAULT_CHECKPOINT, load_settings
 from model.encoding import Codes, ImageEncoder
@@ -38,14 +36,13 @@ from model.loader import configure_threads, load_encoder
 from model.preprocessing import ink_map
 
 K = 20  # the load benchmark's k
-MAX_PIXELS = 4096 * 4096
 STAGES = ("decode", "preprocess", "scan", "widen", "rerank", "fetch")
 
 
-def preparation(encoder: ImageEncoder, sketch: bytes) -> tuple[dict[str, float], np.ndarray]:
+def preparation(encoder: ImageEncoder, sketch: bytes, max_pixels: int) -> tuple[dict[str, float], np.ndarray]:
     """Decode and preprocess of one sketch, as the service runs them: seconds, and the network input."""
     started = time.perf_counter()
-    image = decode_image(sketch, MAX_PIXELS, formats=("PNG",))
+    image = decode_image(sketch, max_pixels, formats=("PNG",))
     decoded = time.perf_counter()
     prepared = encoder.prepare_sketches([image], [ink_map(image)])
     return {"decode": decoded - started, "preprocess": time.perf_counter() - decoded}, prepared
@@ -62,15 +59,16 @@ def measure(
     sessions: sessionmaker[Session],
     sketches: list[bytes],
     rounds: int,
+    max_pixels: int,
 ) -> dict[str, dict[str, list[float]]]:
     """Per condition ("warm", "after_network"), per stage, the seconds of every timed search."""
-    inputs = [preparation(encoder, s)[1] for s in sketches]
+    inputs = [preparation(encoder, s, max_pixels)[1] for s in sketches]
     codes = [encoder.encode_prepared_sketches(p) for p in inputs]
 
     def warm(i: int) -> dict[str, float]:
         # Each part straight after itself: its code and data are in the caches.
-        preparation(encoder, sketches[i])
-        prepared = preparation(encoder, sketches[i])[0]
+        preparation(encoder, sketches[i], max_pixels)
+        prepared = preparation(encoder, sketches[i], max_pixels)[0]
         ranking(index, sessions, codes[i])
         return {**prepared, **ranking(index, sessions, codes[i])}
 
@@ -78,7 +76,7 @@ def measure(
         # Each part straight after a sketch encode: the ranking as in the service; the preparation as
         # a lone search's is after the previous search's network (and its ranking and answer).
         encoder.encode_prepared_sketches(inputs[i])
-        prepared = preparation(encoder, sketches[i])[0]
+        prepared = preparation(encoder, sketches[i], max_pixels)[0]
         encoder.encode_prepared_sketches(inputs[i])
         return {**prepared, **ranking(index, sessions, codes[i])}
 
@@ -132,25 +130,17 @@ def main() -> None:
         encoder = load_encoder(args.checkpoint, "cpu")
         padded_index(settings, sessions, encoder, args.codes)
         with sessions() as session:
-            version = session.query(IndexVersion).filter_by(state=VersionState.ACTIVE).one()
-            faiss_index, manifest = read_version(Path(version.path))
-            # One FAISS thread per search, as the service runs it.
-            index = LoadedIndex("bench", version.gallery_id, version.id, manifest, faiss_index, threads=1)
-        times = measure(encoder, index, sessions, split_sketches(), args.rounds)
+            version = active_version(session, "bench")
+            assert version is not None
+            index = load_index("bench", version, threads=1)  # one FAISS thread per search, as served
+        times = measure(encoder, index, sessions, split_sketches(), args.rounds, settings.max_sketch_pixels)
         engine.dispose()
-    stages = summary(times)
-    post = ("rerank", "fetch")
     result = {
         "index_codes": args.codes,
         "k": K,
         "searches_per_condition": len(times["warm"]["scan"]),
         "backend": encoder.backend,
-        "stages": stages,
-        # The ranking's work beyond the scan, as the lone search's median meets it.
-        "rerank_plus_fetch_median_ms": {
-            "warm": round(sum(stages[s]["warm_median_ms"] for s in post), 3),
-            "after_network": round(sum(stages[s]["after_network_median_ms"] for s in post), 3),
-        },
+        "stages": summary(times),
     }
     write_result("after_network", result, "python -m benchmarks.after_network")
 
