@@ -35,7 +35,7 @@ from catalog.ranking import Ranking, search_codes, similar_to
 from model.encode_batcher import Busy
 from model.encoding import Codes
 from model.imageio import ImageRejected, RejectReason, decode_image, is_png
-from model.preprocessing import BlankSketchError, ink_map, looks_like_photo
+from model.preprocessing import BlankSketchError, ink_map, photo_check_ink, photo_judged
 
 GUESSES = 5
 
@@ -79,16 +79,18 @@ class EncodedSketch:
     prepared: np.ndarray  # the network's input, (1, 3, S, S)
 
 
-def sketch_warnings(image: Image.Image, ink: np.ndarray) -> list[SearchWarning]:
-    return [PHOTO_WARNING] if looks_like_photo(image, ink) else []
+def sketch_warnings(image: Image.Image, photo_ink: np.ndarray) -> list[SearchWarning]:
+    """The warnings for a sketch, from the image and its ``photo_check_ink``."""
+    return [PHOTO_WARNING] if photo_judged(image, photo_ink) else []
 
 
 async def encode_sketch(
-    state: ServiceState, data: bytes, then: Callable[[EncodedSketch, np.ndarray], Any] | None = None
+    state: ServiceState, data: bytes, then: Callable[[EncodedSketch, np.ndarray], Any]
 ) -> tuple[EncodedSketch, Any]:
-    """The sketch decoded, prepared and encoded, and what ``then`` makes of it and its ink map (on a
-    pool thread, straight after the network: the ranking, without a hop back to the event loop first).
-    The ink map is not kept beyond ``then``: a 2048x2048 sketch's is 17 MB."""
+    """The sketch decoded, prepared and encoded, and what ``then`` makes of it and of its ink map as
+    the photo check reads it (``photo_check_ink``), on a pool thread straight after the network: the
+    ranking, without a hop back to the event loop first. Only that small map is kept while the sketch
+    waits for the network (a 2048x2048 sketch's full map is 17 MB)."""
     metrics, encoder = state.metrics, state.encoder
     kept: dict[str, Any] = {}
 
@@ -96,14 +98,14 @@ async def encode_sketch(
         with metrics.timed("decode"):
             kept["image"] = decode_sketch(data, state.settings.max_sketch_pixels)
         with metrics.timed("preprocess"):
-            kept["ink"] = ink_map(kept["image"])  # once: the network's input and the photo check read it
-            kept["prepared"] = encoder.prepare_sketches([kept["image"]], [kept["ink"]])
+            ink = ink_map(kept["image"])  # once: the network's input and the photo check read it
+            kept["prepared"] = encoder.prepare_sketches([kept["image"]], [ink])
+            kept["photo_ink"] = photo_check_ink(kept["image"], ink)
             return kept["prepared"]
 
     def follow_up(codes: Codes) -> tuple[EncodedSketch, Any]:
         sketch = EncodedSketch(codes, kept["image"], kept["prepared"])
-        ink = kept.pop("ink")
-        return sketch, then(sketch, ink) if then is not None else None
+        return sketch, then(sketch, kept.pop("photo_ink"))
 
     try:
         return await state.batcher.encode(prepare, follow_up)
@@ -239,17 +241,23 @@ async def search(
     index = served if served is not None else await run_in_threadpool(_index_for, state, gallery)
 
     def ranked(
-        sketch: EncodedSketch, ink: np.ndarray
+        sketch: EncodedSketch, photo_ink: np.ndarray
     ) -> tuple[Ranking, str | None, list[ClassGuess], list[SearchWarning]]:
         codes = sketch.codes
         labels = labels_of(state, index)  # a database query once per index version: off the event loop
         applied = applicable_label(labels, index.gallery, label)
+
+        def other_parts() -> tuple[list[ClassGuess], list[SearchWarning]]:
+            return class_guesses(state, codes.continuous[0], labels), sketch_warnings(sketch.image, photo_ink)
+
         # The answer's other parts are worked out on another pool thread while this one ranks (FAISS
         # scans without the GIL): off a lone search's critical path.
-        others = state.batcher.beside(
-            lambda: (class_guesses(state, codes.continuous[0], labels), sketch_warnings(sketch.image, ink))
-        )
-        ranking = search_codes(state.sessions, index, codes.packed[0], codes.continuous[0], k, applied)
+        others = state.batcher.beside(other_parts)
+        try:
+            ranking = search_codes(state.sessions, index, codes.packed[0], codes.continuous[0], k, applied)
+        except BaseException:
+            others.cancel()  # e.g. the database is down: the answer's other parts are not needed
+            raise
         state.metrics.record_ranking(ranking)
         return ranking, applied, *others()
 

@@ -169,7 +169,10 @@ def remove_version(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-_OMP = threading.local()  # the OpenMP thread count LoadedIndex last set on each thread (none else sets it)
+# The OpenMP thread count LoadedIndex last set on each thread. The service sets it nowhere else; code
+# that calls faiss.omp_set_num_threads itself on a thread that searches must not count on a search to
+# set it back.
+_OMP = threading.local()
 
 
 @dataclass
@@ -182,10 +185,10 @@ class LoadedIndex:
     manifest: Manifest
     index: faiss.IndexBinary  # on the CPU: re-ranking reads candidates' codes from it
     search_index: faiss.IndexBinary | None = None  # a GPU copy when placed on one
-    # FAISS (OpenMP) threads per search, None for FAISS's default. Set on the searching thread at each
-    # search: OpenMP's thread count is a per-thread setting, so setting it once on the main thread
-    # leaves every pool thread at one per core, and on a small machine a lone query's idle OpenMP
-    # team then spins against the encoder (docs/benchmarks/search_load.json).
+    # FAISS (OpenMP) threads per search, None for FAISS's default. Set on the searching thread, once
+    # per thread (``_set_threads``): OpenMP's thread count is a per-thread setting, so setting it once
+    # on the main thread leaves every pool thread at one per core, and on a small machine a lone
+    # query's idle OpenMP team then spins against the encoder (docs/benchmarks/search_load.json).
     threads: int | None = None
 
     def __post_init__(self) -> None:

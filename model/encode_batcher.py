@@ -2,10 +2,10 @@
 
 On a CPU one sketch at a time leaves most of the hardware idle: a batch of 8 costs far less than 8
 batches of 1 (depthwise convolutions in channels-last layout vectorise over the batch). So requests are
-preprocessed on a small thread pool, queued, and one model thread takes everything waiting (up to
-``max_batch``) per forward pass. A lone request never waits for company: the batch is whatever has piled
-up while the previous one ran. More than ``max_pending`` requests in flight get ``Busy`` (HTTP 429)
-instead of an unbounded queue.
+preprocessed on a small thread pool and, while the network is busy, queued: one model thread takes
+everything waiting (up to ``max_batch``) per forward pass, the batch being whatever has piled up while
+the previous one ran. A lone request never waits for company (below). More than ``max_pending``
+requests in flight get ``Busy`` (HTTP 429) instead of an unbounded queue.
 
 A request goes thread to thread without waking the event loop in between: the pool thread that
 prepared it queues it, the model thread hands its codes to a pool thread for the request's follow-up
@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -48,7 +48,8 @@ class _Timing:
 
     submitted: float = 0.0  # handed from the event loop to the pool
     handoff: float = 0.0  # the hand-offs' seconds so far
-    queued: float = 0.0  # prepared and waiting for the network, or encoded and waiting for a pool thread
+    queued: float = 0.0  # prepared, waiting for the network
+    handed: float = 0.0  # encoded, handed by the model thread to the pool for its follow-up (0: never)
     finished: float = 0.0  # handed back to the event loop
 
 
@@ -72,6 +73,22 @@ def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | No
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+class Beside(Generic[T]):
+    """Work started on the pool beside a follow-up (``EncodeBatcher.beside``). Collecting it runs it on
+    the collecting thread if no pool thread has taken it up yet, so a follow-up never waits on a pool
+    that is busy with follow-ups (no deadlock, and no waiting under load)."""
+
+    def __init__(self, work: Callable[[], T], future: Future[T]) -> None:
+        self._work, self._future = work, future
+
+    def __call__(self) -> T:
+        return self._work() if self._future.cancel() else self._future.result()
+
+    def cancel(self) -> None:
+        """Not needed after all (the follow-up failed): dropped unless a pool thread has begun it."""
+        self._future.cancel()
 
 
 class EncodeBatcher:
@@ -200,14 +217,14 @@ class EncodeBatcher:
             elif inline:
                 self._follow_up(r, part)
             else:
-                r.timing.queued = time.perf_counter()  # now queued for a pool thread
-                self._preprocess.submit(self._follow_up, r, part, True)
+                r.timing.handed = time.perf_counter()
+                self._preprocess.submit(self._follow_up, r, part)
 
     @staticmethod
-    def _follow_up(request: _Request, codes: Codes, handed: bool = False) -> None:
+    def _follow_up(request: _Request, codes: Codes) -> None:
         assert request.then is not None
-        if handed:  # by the model thread: its wait for a pool thread is a hand-off too
-            request.timing.handoff += time.perf_counter() - request.timing.queued
+        if request.timing.handed:  # by the model thread: its wait for a pool thread is a hand-off too
+            request.timing.handoff += time.perf_counter() - request.timing.handed
         try:
             result = request.then(codes)
         except BaseException as exc:  # the caller's error, raised where it awaits
@@ -215,18 +232,11 @@ class EncodeBatcher:
             return
         request.finish(result, None)
 
-    def beside(self, work: Callable[[], T]) -> Callable[[], T]:
-        """Start ``work`` on the pool and return what collects its result (or raises its error). For a
-        follow-up's independent work, done while the follow-up does its own (e.g. while FAISS scans
-        without the GIL). Collecting runs ``work`` on the collecting thread if no pool thread has taken
-        it yet, so a follow-up never waits on a pool that is busy with follow-ups (no deadlock, and no
-        waiting under load)."""
-        future: Future[T] = self._preprocess.submit(work)
-
-        def collect() -> T:
-            return work() if future.cancel() else future.result()
-
-        return collect
+    def beside(self, work: Callable[[], T]) -> Beside[T]:
+        """Start ``work`` on the pool; calling what this returns collects its result (or raises its
+        error). For a follow-up's independent work, done while the follow-up does its own (e.g. while
+        FAISS scans without the GIL)."""
+        return Beside(work, self._preprocess.submit(work))
 
     def shutdown(self) -> None:
         self._queue.put(None)

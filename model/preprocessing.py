@@ -322,7 +322,7 @@ def _ink(levels: np.ndarray, lookup: bool = True) -> np.ndarray:
     marked = np.abs(sample).max(axis=-1) > max(INK_FLOOR, NOISE_SIGMAS * noise)
     dark = float(sample[marked].sum()) <= 0
     room = np.maximum(paper if dark else 1.0 - paper, np.float32(_MIN_ROOM))
-    floor = max(INK_FLOOR, NOISE_SIGMAS * noise / float(room.flat[0] if room.size == 1 else np.median(room)))
+    floor = max(INK_FLOOR, NOISE_SIGMAS * noise / float(np.median(room)) if noise else 0.0)
     if lookup and pixels is None and levels.dtype == np.uint8 and levels.shape[-1] == 1:
         # 8-bit grey on flat paper (a digital drawing, the common case): every pixel's ink is a function
         # of its grey level, so each step below runs on the 256 levels and maps back with one lookup.
@@ -450,22 +450,39 @@ PHOTO_CHECK_SIDE = 256  # looks_like_photo judges a copy of at most this many pi
 GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # no colour channels
 
 
+def _photo_check_size(image: Image.Image) -> tuple[float, tuple[int, int]]:
+    """The photo check's scale and (width, height): at most PHOTO_CHECK_SIDE across."""
+    scale = PHOTO_CHECK_SIDE / max(image.size)
+    return scale, (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+
+
+def photo_check_ink(image: Image.Image, ink: np.ndarray) -> np.ndarray:
+    """The image's ink map (``ink_map``) as the photo check reads it: area-averaged down to at most
+    PHOTO_CHECK_SIDE across (the map itself when smaller). A 2048 px sketch's is 256 KB, not 17 MB:
+    what a search keeps for the check while it waits for the network."""
+    import cv2
+
+    scale, size = _photo_check_size(image)
+    # The map the network's input came from, area-averaged: a thumbnail's own map was most of the
+    # photo check's time on the drawing page's 512 px canvases (page_canvas in
+    # docs/benchmarks/sketch_inputs.json: their preparation is 1.8x faster without it and others).
+    return cv2.resize(ink, size, interpolation=cv2.INTER_AREA) if scale < 1 else ink
+
+
 def looks_like_photo(image: Image.Image, ink: np.ndarray | None = None) -> bool:
     """Whether a sketch upload looks like a photo rather than a drawing: solid areas of ink rather
     than lines, or colour in many hues. Judged at most 256 px across (a millisecond or two): ``ink``,
     the image's own ink map (computed when not given), area-averaged down to that size, and for the
     colours the image averaged down to it."""
+    return photo_judged(image, photo_check_ink(image, ink_map(image) if ink is None else ink))
+
+
+def photo_judged(image: Image.Image, small_ink: np.ndarray) -> bool:
+    """``looks_like_photo`` from the image and its ``photo_check_ink``."""
     import cv2
 
-    ink = ink_map(image) if ink is None else ink
-    scale = PHOTO_CHECK_SIDE / max(image.size)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    if scale < 1:
-        # The map the network's input came from, area-averaged: a thumbnail's own map was most of the
-        # photo check's time on the drawing page's 512 px canvases (page_canvas in
-        # docs/benchmarks/sketch_inputs.json: their preparation is 1.8x faster without it and others).
-        ink = cv2.resize(ink, size, interpolation=cv2.INTER_AREA)
-    inked = (ink > 0.3).astype(np.uint8)
+    scale, size = _photo_check_size(image)
+    inked = (small_ink > 0.3).astype(np.uint8)
     solid = cv2.erode(inked, np.ones((5, 5), np.uint8))
     if inked.any() and solid.sum() / inked.sum() > PHOTO_SOLID_SHARE:
         return True

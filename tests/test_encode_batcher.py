@@ -235,3 +235,26 @@ def test_the_wait_for_the_network_and_the_hand_offs_are_reported_apart_from_the_
     assert 0.15 <= waits[1] <= 0.45
     # Each hand-off is a thread taking the request up, neither the network (0.3 s) nor the wait.
     assert all(0 < h < 0.15 for h in handoffs)
+
+
+def test_work_beside_a_follow_up_that_failed_is_dropped_unless_begun() -> None:
+    """A follow-up that failed (a search whose ranking met a database outage) left the work it had
+    started beside it to run anyway on the pool, competing with real work for nothing."""
+    batcher = EncodeBatcher(slow_identity([]), 8, 100, 1)  # its one pool thread runs the follow-up
+    ran: list[str] = []
+
+    def then(codes: np.ndarray) -> None:
+        side = batcher.beside(lambda: ran.append("side"))
+        side.cancel()  # the follow-up's own work failed: the side work is not needed
+        raise LookupError("ranking failed")
+
+    async def run() -> list[object]:
+        encode = batcher.encode(lambda: np.zeros((1, 2), np.float32), then)
+        return await asyncio.wait_for(asyncio.gather(encode, return_exceptions=True), 20)
+
+    try:
+        outcome = asyncio.run(run())
+        batcher.beside(lambda: ran.append("later"))()  # the pool runs what it is given afterwards
+    finally:
+        batcher.shutdown()
+    assert isinstance(outcome[0], LookupError) and ran == ["later"]

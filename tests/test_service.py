@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import subprocess
@@ -110,6 +111,26 @@ def test_a_search_is_timed_once_in_every_stage_of_its_path_and_they_fit_in_its_l
     spent = sum(after[stage][0] - before.get(stage, (0.0, 0.0))[0] for stage in after if stage != "request")
     latency = after["request"][0] - before["request"][0]
     assert 0 < spent <= latency
+
+
+def test_a_sketch_waiting_for_the_network_keeps_only_the_photo_check_s_small_ink_map(
+    client: TestClient,
+) -> None:
+    """The full ink map (17 MB for a 2048 px sketch) was held until after the network, only for the
+    photo check, which reads it at most 256 px across: a flood of large sketches held it per search."""
+    from app.search_service import encode_sketch
+
+    big = Image.open(io.BytesIO(sketch_png())).resize((1600, 1600))
+    state = client.app.state.service  # type: ignore[attr-defined]
+
+    def kept_shape(image: Image.Image) -> tuple[int, ...]:
+        return asyncio.run(encode_sketch(state, png_bytes(image), lambda _s, photo_ink: photo_ink.shape))[1]
+
+    shape = kept_shape(big)
+    assert shape == (256, 256)
+    small = Image.open(io.BytesIO(sketch_png())).resize((200, 120))
+    shape = kept_shape(small)
+    assert shape == (120, 200)  # smaller than that: the map itself
 
 
 def test_the_load_benchmark_splits_a_search_into_parts_that_add_up() -> None:
