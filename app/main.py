@@ -13,6 +13,7 @@ import faiss
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
+from app.access_log import AccessLog
 from app.admin_service import MAX_UPLOAD_FILES
 from app.errors import install_error_handlers
 from app.guards import AdminTokenFirst, SecurityHeaders
@@ -180,4 +181,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         AdminTokenFirst, settings=settings, routes=app.routes
     )  # outside the body limit: 401 before reading
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(AccessLog)  # outermost: refused requests are logged too
     return app

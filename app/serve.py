@@ -30,7 +30,10 @@ def main() -> None:
         raise SystemExit(2) from None
     from app.main import create_app
 
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, timeout_graceful_shutdown=10)
+    # The app logs each request itself, after its answer is sent (app.access_log): not uvicorn as well.
+    uvicorn.run(
+        create_app(settings), host=args.host, port=args.port, timeout_graceful_shutdown=10, access_log=False
+    )
 
 
 if __name__ == "__main__":

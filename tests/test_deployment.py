@@ -295,5 +295,10 @@ def test_container_commands_wire_up_against_postgres(
                 proc.kill()
         api_log.close()
         worker_log.close()
+    log = (tmp_path / "api.log").read_text()
     # SIGTERM (what tini forwards on docker stop) shuts the server down gracefully
-    assert "Application shutdown complete" in (tmp_path / "api.log").read_text()
+    assert "Application shutdown complete" in log
+    # The search is logged once, by the app after its answer went out (with its duration), not by
+    # uvicorn as well (--no-access-log)
+    searches = [line for line in log.splitlines() if '"POST /search?k=3 HTTP/1.1" 200' in line]
+    assert len(searches) == 1 and re.search(r"app\.access: .* 200 \d+\.\d ms$", searches[0]), searches
