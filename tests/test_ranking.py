@@ -156,6 +156,64 @@ def test_search_and_similar_share_one_path_and_leave_the_photo_out(sessions: ses
         similar_to(sessions, index, int(ids.max()) + 1, k=5)
 
 
+def gallery_of(sessions: sessionmaker[Session], codes: np.ndarray) -> tuple[LoadedIndex, list[int]]:
+    """A gallery with one photo per code, its index version active at those positions: the index and
+    the photos' ids by position."""
+    with sessions.begin() as session:
+        gallery = Gallery(name="g")
+        session.add(gallery)
+        session.flush()
+        records = [
+            ImageRecord(
+                gallery_id=gallery.id, label="x", stored_path=f"/p/{i}.jpg", sha256=f"{i:064d}", size_bytes=1
+            )
+            for i in range(len(codes))
+        ]
+        session.add_all(records)
+        session.flush()
+        version = IndexVersion(
+            gallery_id=gallery.id, model_checksum="m", bits=BITS, count=len(codes), path="/nowhere"
+        )
+        session.add(version)
+        session.flush()
+        ids = [r.id for r in records]
+        write_rows(session, version.id, np.array(ids, dtype=np.int64))
+        gallery_id, version_id = gallery.id, version.id
+    return loaded(codes, gallery_id, version_id), ids
+
+
+def test_photos_deleted_since_the_build_leave_the_exact_top_k_of_the_rest(
+    sessions: sessionmaker[Session],
+) -> None:
+    """The first candidates are proven exact for the k rows a search returns; when photos deleted since
+    the build are passed over, the rows read after them are proven too. Before, the proof covered k + 16
+    rows whatever was deleted, and the rows read past them came from FAISS's arbitrary part of a tied
+    Hamming shell."""
+    rng = np.random.default_rng(11)
+    query_bits = rng.integers(0, 2, BITS, dtype=np.uint8)
+    weights = np.linspace(0.05, 0.9, BITS)  # |1 - 2c| per bit: the sketch is unsure of the first bits
+    continuous = np.abs(query_bits - (1 - weights) / 2).astype(np.float32)
+    one = np.repeat(query_bits[None], 30, axis=0)  # Hamming 1, in the four least sure bits: the nearest
+    one[np.arange(30), np.arange(30) % 4] ^= 1
+    pairs = np.repeat(query_bits[None], 900, axis=0)  # Hamming 2: a shell FAISS cuts at the depth
+    for row in range(900):
+        pairs[row, rng.choice(40, 2, replace=False)] ^= 1  # varied distances within the shell
+    codes = pack_bits(np.concatenate([one, pairs, rng.integers(0, 2, (300, BITS), dtype=np.uint8)]))
+    index, ids = gallery_of(sessions, codes)
+    packed = pack_bits(query_bits[None])[0]
+    deleted = ids[:30]  # every Hamming-1 photo: the answer comes from the cut shell
+    with sessions.begin() as session:
+        for image_id in deleted:
+            session.delete(session.get(ImageRecord, image_id))
+    ranking = search_codes(sessions, index, packed, continuous, k=5)
+    alive = np.ones(len(codes), bool)
+    alive[:30] = False
+    truth = np.sort(exhaustive(index, continuous)[alive])[:5]
+    assert ranking.exact
+    np.testing.assert_allclose([r.distance for r in ranking.images], truth, rtol=1e-5)
+    assert not {r.image_id for r in ranking.images} & set(deleted)
+
+
 def test_searches_on_pool_threads_use_the_index_s_faiss_thread_count() -> None:
     """OpenMP's thread count is per thread: set once on the main thread, it left the service's pool
     threads (where searches run) at one FAISS thread per core, whose idle team then spun against the
