@@ -16,7 +16,8 @@ Both go the same way:
    first.
 4. One database query maps the top positions to their photos (``catalog.index_rows``), restricted to the
    index's own gallery, so a row never resolves to another gallery's photo, and a photo deleted since
-   the build simply drops out.
+   the build simply drops out. Step 3 proves the rows read: when passing over deleted photos takes the
+   reading past the rows proven, twice as many are proven and read again.
 
 For "more like this" the query is the photo's own bits: every weight is 1, the distance is the Hamming
 distance, and step 3 takes in the whole tie shell at the k-th place.
@@ -25,7 +26,7 @@ distance, and step 3 takes in the whole tie shell at the k-th place.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -66,9 +67,9 @@ class Ranking:
     images: list[RankedImage]
     candidates: int  # photos re-ranked
     exact: bool  # the top k is the exact asymmetric top k over the whole index (else MAX_CANDIDATES hit)
-    seconds: dict[
-        str, float
-    ]  # per stage: "scan" (FAISS), "widen" (FAISS range), "rerank", "fetch" (database)
+    # Per stage: "scan" (FAISS), "widen" (FAISS range), "rerank", "fetch" (database); summed over the
+    # passes when photos deleted since the build took a ranking past the rows first proven exact.
+    seconds: dict[str, float]
 
 
 def candidate_depth(k: int, label: str | None) -> int:
@@ -84,6 +85,9 @@ class Candidates:
     exact: bool
     scan_seconds: float  # the first FAISS search
     widen_seconds: float  # the range search that widened it (0 when not needed)
+    # How many of the first rows are proven to be the exact asymmetric top of the whole index: at least
+    # the k asked for when ``exact``; 0 when nothing is proven (an approximate index, a bound hit).
+    proven: int = 0
 
 
 def _lower_bounds(continuous: np.ndarray) -> tuple[float, np.ndarray]:
@@ -107,26 +111,34 @@ def exact_candidates(
     hamming, positions = hamming[0][keep].astype(np.int64), positions[0][keep].astype(np.int64)
     found = _ranked(index, continuous, positions, hamming, True, scan_seconds, 0.0)
     if len(positions) >= index.count or not len(positions):  # the whole index: exact by definition
-        return found
+        return replace(found, proven=len(positions))
     # Every code nearer than the farthest candidate is among the candidates; the farthest shell may be
     # cut. (With a flat index FAISS is exact; HNSW/IVF are approximate and are not widened.)
     radius = int(hamming[-1]) - 1
     base, least_extra = _lower_bounds(continuous)
     kth = found.distances[min(k, len(found.distances)) - 1]
     # Codes outside the complete radius are at least radius + 1 bits from q: never nearer than this.
-    if kth <= base + least_extra[radius + 1] + 1e-6:
-        return found
+    outside = base + least_extra[radius + 1] + 1e-6
+    if kth <= outside:
+        return replace(found, proven=_within(found.distances, outside))
     if not widen or not index.is_flat:
-        return Candidates(found.positions, found.hamming, found.distances, False, scan_seconds, 0.0)
+        return replace(found, exact=False)
     # The smallest radius r whose outside (r + 1 bits or more) cannot beat the k-th: one range search.
-    needed = int(np.searchsorted(least_extra, kth - base - 1e-6, side="left")) - 1
+    needed = min(int(np.searchsorted(least_extra, kth - base - 1e-6, side="left")) - 1, index.bits)
     started = time.perf_counter()
-    wider_pos, wider_ham = index.within(packed, min(needed, index.bits))
+    wider_pos, wider_ham = index.within(packed, needed)
     widen_seconds = time.perf_counter() - started
     if len(wider_pos) > MAX_CANDIDATES:
-        return Candidates(found.positions, found.hamming, found.distances, False, scan_seconds, widen_seconds)
+        return replace(found, exact=False, widen_seconds=widen_seconds)
     # The shell holds every earlier candidate (they are at most radius + 1 <= needed bits away).
-    return _ranked(index, continuous, wider_pos, wider_ham, True, scan_seconds, widen_seconds)
+    wider = _ranked(index, continuous, wider_pos, wider_ham, True, scan_seconds, widen_seconds)
+    outside = base + least_extra[needed + 1] + 1e-6 if needed < index.bits else np.inf
+    return replace(wider, proven=_within(wider.distances, outside))
+
+
+def _within(distances: np.ndarray, bound: float) -> int:
+    """How many of the first (ascending) ``distances`` no code outside the candidates can beat."""
+    return int(np.searchsorted(distances, bound, side="right"))
 
 
 def _ranked(
@@ -164,6 +176,7 @@ def _fetch(
     start, chunk = 0, (total if label is not None else k + FETCH_SLACK + (exclude is not None))
     while len(results) < k and start < total:
         end = min(start + chunk, total)
+        chunk *= 2  # many deleted: a few queries, not one per chunk of k
         window = found.positions[start:end].tolist()  # Python ints: indexing numpy per row costs more
         photos = photos_at(engine, index.version_id, index.gallery_id, window, label)
         for position, hamming, distance in zip(
@@ -175,7 +188,7 @@ def _fetch(
                 results.append(RankedImage(photo.image_id, photo.label, photo.stored_path, hamming, distance))
                 if len(results) == k:
                     return results, read
-        start += chunk
+        start = end
     return results, read
 
 
@@ -196,24 +209,25 @@ def search_codes(
     more photos than that)."""
     depth = candidate_depth(k + (exclude is not None), label)
     cont = np.asarray(continuous, np.float32)
-    seconds = dict.fromkeys(("scan", "widen", "rerank", "fetch"), 0.0)
-    # The exactness check covers the rows a ranking reads: k (and the excluded photo) at first, which
-    # widens half as often as covering the fetch's slack too (python -m benchmarks.search_load); more
-    # only when photos deleted since the build were passed over. With a label the label's photos among
-    # the nearest are ranked, never proven exact: no widening.
-    proven = depth if label is not None else k + (exclude is not None)
+    seconds = dict.fromkeys(("scan", "widen", "rerank", "fetch"), 0.0)  # summed over the passes
+    # The exactness check asks for the rows a ranking reads: k (and the excluded photo), which widens
+    # half as often as covering the fetch's slack too (python -m benchmarks.search_load). Photos deleted
+    # since the build that were passed over can take the reading past the rows proven exact; then twice
+    # as many are proven and read again. With a label the label's photos among the nearest are ranked,
+    # never proven exact: no widening.
+    wanted = depth if label is not None else k + (exclude is not None)
     while True:
         started = time.perf_counter()
-        found = exact_candidates(index, packed, cont, proven, max(depth, proven), label is None)
+        found = exact_candidates(index, packed, cont, wanted, max(depth, wanted), label is None)
         ranked = time.perf_counter()
         images, read = _fetch(sessions, index, found, k, label, exclude)
         seconds["scan"] += found.scan_seconds
         seconds["widen"] += found.widen_seconds
         seconds["rerank"] += ranked - started - found.scan_seconds - found.widen_seconds
         seconds["fetch"] += time.perf_counter() - ranked
-        if label is not None or read <= proven or not found.exact or len(found.positions) >= index.count:
+        if label is not None or not found.exact or read <= found.proven:
             break
-        proven = read  # the rows read past the proven ones are proven too, then read again
+        wanted = 2 * read
     exact = found.exact and (label is None or len(found.positions) >= index.count)
     return Ranking(images, len(found.positions), exact, seconds)
 

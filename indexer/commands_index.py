@@ -95,7 +95,7 @@ def build(
 def search(
     gallery: Annotated[str, typer.Option(help="gallery name")],
     sketch: Annotated[Path, typer.Option(help="PNG sketch")],
-    k: Annotated[int, typer.Option("-k", help="number of matches")] = 10,
+    k: Annotated[int, typer.Option("-k", min=1, help="number of matches")] = 10,
 ) -> None:
     """Print the gallery's photos ranked as the service ranks them (Hamming candidates, re-ranked)."""
     settings = get_settings()

@@ -214,6 +214,62 @@ def test_photos_deleted_since_the_build_leave_the_exact_top_k_of_the_rest(
     assert not {r.image_id for r in ranking.images} & set(deleted)
 
 
+def test_a_search_passing_over_no_unproven_row_scans_once_and_deleted_photos_settle_in_a_few_passes(
+    sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deleted photo among the rows already proven costs no second pass; a gallery most of whose
+    photos were deleted since the build settles in a few passes and a few queries, with the exact top
+    k of what is left, and "more like this" leaves its own photo out all the same."""
+    import catalog.ranking
+
+    rng = np.random.default_rng(5)
+    codes = tied_codes(rng, 3000)
+    index, ids = gallery_of(sessions, codes)
+    packed = codes[0]
+    continuous = np.clip(unpack_bits(codes[:1], BITS)[0] + rng.normal(0, 0.2, BITS), 0.01, 0.99)
+    continuous = continuous.astype(np.float32)
+    scans, queries = [], []
+    monkeypatch.setattr(index, "search", lambda *a: scans.append(a) or LoadedIndex.search(index, *a))
+    counted = catalog.ranking.photos_at
+    monkeypatch.setattr(catalog.ranking, "photos_at", lambda *a: queries.append(a) or counted(*a))
+    first = search_codes(sessions, index, packed, continuous, k=10)
+    assert first.exact and len(scans) == 1 and len(queries) == 1
+    top = np.argsort(exhaustive(index, continuous), kind="stable")
+    with sessions.begin() as session:  # one of the top 10: read within the rows the first pass proved
+        session.delete(session.get(ImageRecord, ids[int(top[3])]))
+    scans.clear()
+    again = search_codes(sessions, index, packed, continuous, k=10)
+    assert again.exact and len(scans) == 1 and ids[int(top[3])] not in {r.image_id for r in again.images}
+    gone = set(rng.choice(3000, 2700, replace=False).tolist()) - {0, int(top[3])}
+    with sessions.begin() as session:
+        for row in gone:
+            session.delete(session.get(ImageRecord, ids[row]))
+    scans.clear()
+    queries.clear()
+    ranking = search_codes(sessions, index, packed, continuous, k=10)
+    alive = np.array([row not in gone and row != int(top[3]) for row in range(3000)])
+    truth = np.sort(exhaustive(index, continuous)[alive])[:10]
+    assert ranking.exact and len(ranking.images) == 10
+    np.testing.assert_allclose([r.distance for r in ranking.images], truth, rtol=1e-5)
+    assert len(scans) <= 6 and len(queries) <= 30, (len(scans), len(queries))
+    alike = similar_to(sessions, index, ids[0], k=10)
+    assert alike.exact and len(alike.images) == 10 and ids[0] not in {r.image_id for r in alike.images}
+    hamming = unpack_bits(codes, BITS) != unpack_bits(codes[:1], BITS)
+    alive[0] = False
+    assert [r.hamming_distance for r in alike.images] == sorted(hamming.sum(axis=1)[alive])[:10]
+
+
+def test_the_command_line_search_refuses_k_below_one(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from indexer.cli import app
+
+    result = CliRunner().invoke(
+        app, ["search", "--gallery", "g", "--sketch", str(tmp_path / "s.png"), "-k", "0"]
+    )
+    assert result.exit_code == 2 and "-k" in result.output
+
+
 def test_searches_on_pool_threads_use_the_index_s_faiss_thread_count() -> None:
     """OpenMP's thread count is per thread: set once on the main thread, it left the service's pool
     threads (where searches run) at one FAISS thread per core, whose idle team then spun against the
