@@ -181,5 +181,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         AdminTokenFirst, settings=settings, routes=app.routes
     )  # outside the body limit: 401 before reading
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(AccessLog)  # outermost: refused requests are logged too
+    if settings.access_log:
+        app.add_middleware(AccessLog)  # outermost: refused requests are logged too
     return app

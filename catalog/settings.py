@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     default_gallery: str | None = None
     edge_weights: Path | None = Field(None, description="weights file for the edge detector, if not bundled")
     embedded_worker: bool = Field(True, description="run the reindex worker inside the API process")
+    access_log: bool = Field(True, description="log each request (logger app.access) once answered")
     ray_address: str | None = Field(
         None,
         description="reindex jobs encode on Ray: 'local', 'auto' or the cluster's host:port / ray:// address",

@@ -3,6 +3,7 @@ containers' own commands run outside Docker against a real PostgreSQL, in compos
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -211,6 +212,15 @@ def test_dockerfile_lint_and_key_properties() -> None:
     cpu = text[text.index("AS runtime-cpu") : text.index("AS runtime-gpu")]
     assert "COPY --from=onnx /onnx /app/onnx" in cpu and "SKETCH_ONNX_CACHE_DIR=/app/onnx" in cpu
     assert "ORT_DISABLE_TELEMETRY=1" in text and "SKETCH_DATA_DIR=/data" in text
+
+
+def test_the_image_runs_the_api_as_compose_does() -> None:
+    """The Dockerfile's CMD (a plain `docker run`) is compose's api command: the same server options,
+    uvicorn's own access log off among them (the app logs each request itself)."""
+    cmd = [line for line in (REPO / "Dockerfile").read_text().splitlines() if line.startswith("CMD ")]
+    assert len(cmd) == 1
+    api = load("docker-compose.yml")["services"]["api"]["command"]
+    assert json.loads(cmd[0].removeprefix("CMD ")) == api and "--no-access-log" in api
 
 
 def test_container_commands_wire_up_against_postgres(
