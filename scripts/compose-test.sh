@@ -206,6 +206,13 @@ rss_mb() { # resident memory of the API's server process, MB
       case "$(tr "\0" " " < $p/cmdline)" in */python3\ */uvicorn\ *) grep VmRSS $p/status ;; esac
     done' | awk '{printf "%.0f", $2 / 1024}'
 }
+logged_once() { # logged_once PROJECT REQUEST_LINE: one access line for it, the app's own, with a duration
+  local logs lines
+  logs=$(compose "$1" logs api 2>&1)
+  lines=$(grep -F "\"$2\" 200" <<<"$logs" || true)
+  [ "$(grep -c . <<<"$lines")" = 1 ] && grep -qE 'app\.access: .* 200 [0-9]+\.[0-9] ms$' <<<"$lines"
+}
+
 logs_contain() { # logs_contain PROJECT SERVICE TEXT [FILES...]
   local logs # not piped into grep -q: its early exit would fail the pipeline (pipefail)
   logs=$(compose "$1" "${@:4}" logs "$2" 2>&1)
@@ -262,6 +269,8 @@ sketch=$(find "$SKETCHY/sketch/tx_000000000000/cat" -name '*.png' | sort | head 
 explained=$(curl -sf -X POST "$API/search?k=3&gallery=demo&explain=1" -F "file=@$sketch;type=image/png" |
   json "sum(r['attention'] is not None for r in data['results']) + (data['explanation'] is not None)")
 check "explain=1 draws the attention heat maps without PyTorch" test "${explained:-0}" = 4
+check "api logs the search once, itself, with its duration" \
+  logged_once "$BASE" "POST /search?k=3&gallery=demo&explain=1 HTTP/1.1"
 check "no container is unhealthy (the worker has no HTTP health check)" none_unhealthy "$BASE"
 check "api wrote nothing outside its volumes" writes_only_volumes api
 check "worker wrote nothing outside its volumes" writes_only_volumes worker
