@@ -1,12 +1,12 @@
 """One access-log line per HTTP request, written once the response has gone out.
 
 uvicorn's own access log formats and writes its line when the response starts, on the event loop,
-before the answer's headers and body are written: about 0.2 ms of every search's latency on a small
-machine (`python -m benchmarks.search_load`). This line is written after the body is sent, so a client
-waits for none of it; it also says how long the request took, which uvicorn's does not. Both entry
-points (`sketch-server`, and `uvicorn ... --no-access-log` in the Dockerfile and compose file) turn
-uvicorn's off, so each request is logged once; ``SKETCH_ACCESS_LOG=false`` turns this one off too (a
-proxy in front that logs requests already).
+before the answer's headers and body are written: on every search's critical path (part of the
+`--against aee91ce` gain in docs/benchmarks/search_load.json's history). This line is written after
+the body is sent, so a client waits for none of it; it also says how long the request took, which
+uvicorn's does not. Both entry points (`sketch-server`, and `uvicorn ... --no-access-log` in the
+Dockerfile and compose file) turn uvicorn's off, so each request is logged once;
+``SKETCH_ACCESS_LOG=false`` turns this one off too (a proxy in front that logs requests already).
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import logging
 import time
 from urllib.parse import quote
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.response_status import ResponseStatus
 
 log = logging.getLogger("app.access")
 
@@ -62,22 +64,15 @@ class AccessLog:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status: int | None = None
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        sent = ResponseStatus(send)
         raised = False
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, receive, sent)
         except Exception:  # not a cancellation: that request gets no answer at all
             raised = True
             raise
         finally:
-            shown = 500 if raised and status is None else status
+            shown = 500 if raised and sent.status is None else sent.status
             log.info(
                 '%s - "%s" %s %.1f ms',
                 client_address(scope),

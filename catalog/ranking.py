@@ -120,7 +120,7 @@ def exact_candidates(
     # Codes outside the complete radius are at least radius + 1 bits from q: never nearer than this.
     outside = base + least_extra[radius + 1] + 1e-6
     if kth <= outside:
-        return replace(found, proven=_within(found.distances, outside))
+        return replace(found, proven=_proven_rows(found.distances, outside))
     if not widen or not index.is_flat:
         return replace(found, exact=False)
     # The smallest radius r whose outside (r + 1 bits or more) cannot beat the k-th: one range search.
@@ -133,10 +133,10 @@ def exact_candidates(
     # The shell holds every earlier candidate (they are at most radius + 1 <= needed bits away).
     wider = _ranked(index, continuous, wider_pos, wider_ham, True, scan_seconds, widen_seconds)
     outside = base + least_extra[needed + 1] + 1e-6 if needed < index.bits else np.inf
-    return replace(wider, proven=_within(wider.distances, outside))
+    return replace(wider, proven=_proven_rows(wider.distances, outside))
 
 
-def _within(distances: np.ndarray, bound: float) -> int:
+def _proven_rows(distances: np.ndarray, bound: float) -> int:
     """How many of the first (ascending) ``distances`` no code outside the candidates can beat."""
     return int(np.searchsorted(distances, bound, side="right"))
 
@@ -211,7 +211,8 @@ def search_codes(
     cont = np.asarray(continuous, np.float32)
     seconds = dict.fromkeys(("scan", "widen", "rerank", "fetch"), 0.0)  # summed over the passes
     # The exactness check asks for the rows a ranking reads: k (and the excluded photo), which widens
-    # half as often as covering the fetch's slack too (python -m benchmarks.search_load). Photos deleted
+    # less often than covering the fetch's slack too (the widen stage in python -m
+    # benchmarks.search_load's lone_against). Photos deleted
     # since the build that were passed over can take the reading past the rows proven exact; then twice
     # as many are proven and read again. With a label the label's photos among the nearest are ranked,
     # never proven exact: no widening.
