@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -48,16 +49,37 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Observations made on a search's way to its answer wait here, and are recorded once an answer
+        # has gone out (``settle``): a search records a dozen, each taking a lock in prometheus_client,
+        # a measurable share of its time when made where it runs. A deque's append is atomic.
+        self._waiting: deque[tuple[Callable[[float], None], float]] = deque()
+        self._stages: dict[str, Histogram] = {}
+
     def record_stage(self, stage: str, seconds: float) -> None:
         """One search spent ``seconds`` in ``stage``: decode, preprocess, wait (for the network), encode,
-        scan, widen, rerank, fetch, handoff (between threads; model.encode_batcher), explain."""
-        self.stage.labels(stage).observe(seconds)
+        scan, widen, rerank, fetch, handoff (between threads; model.encode_batcher), explain. Counted by
+        the next ``settle``."""
+        child = self._stages.get(stage)
+        if child is None:
+            child = self._stages[stage] = self.stage.labels(stage)
+        self._waiting.append((child.observe, seconds))
 
     def record_encode_batch(self, size: int, seconds: float) -> None:
         """One network call served ``size`` searches: each of them spent ``seconds`` in the encode stage."""
-        self.encode_batch.observe(size)
+        self._waiting.append((self.encode_batch.observe, size))
         for _ in range(size):
             self.record_stage("encode", seconds)
+
+    def settle(self) -> None:
+        """Record the observations waiting: after each answer has gone out (``RequestMetrics``), and
+        before the metrics are read. Every observation is made within a request, so they cannot pile
+        up."""
+        while self._waiting:
+            try:
+                observe, value = self._waiting.popleft()
+            except IndexError:  # another thread settled the last one
+                return
+            observe(value)
 
     @contextmanager
     def timed(self, stage: str, timings: dict[str, float] | None = None) -> Iterator[None]:
@@ -104,6 +126,7 @@ class RequestMetrics:
             name = route_label(scope, status)
             self.metrics.requests.labels(name, scope["method"], str(status)).inc()
             self.metrics.latency.labels(name).observe(time.perf_counter() - start)
+            self.metrics.settle()  # the search's stages: its answer has gone out
 
 
 def route_label(scope: Scope, status: int) -> str:

@@ -42,4 +42,5 @@ def readyz(response: Response, state: State) -> Readiness:
 
 @router.get("/metrics", include_in_schema=False)
 def metrics(state: State) -> Response:
+    state.metrics.settle()
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
