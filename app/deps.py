@@ -11,10 +11,15 @@ from app.guards import admin_refusal
 from app.state import ServiceState
 
 
+def service_of(request: Request) -> ServiceState:
+    """The running service's state, for a route on the hot path that takes the request itself."""
+    return request.app.state.service
+
+
 async def get_state(request: Request) -> ServiceState:
     # async: FastAPI runs a plain-def dependency on a worker thread, a thread hop on every request for
     # an attribute read
-    return request.app.state.service
+    return service_of(request)
 
 
 State = Annotated[ServiceState, Depends(get_state)]
