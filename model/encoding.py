@@ -114,12 +114,11 @@ class ImageEncoder(ABC):
     ) -> np.ndarray:
         """(N, 3, S, S) float32 network inputs; raises BlankSketchError for a blank sketch. ``inks``:
         the sketches' ink maps (``model.preprocessing.ink_map``) when the caller computed them already."""
-        return np.stack(
-            [
-                sketch_array(s, self.config.image_size, inks[i] if inks is not None else None)
-                for i, s in enumerate(sketches)
-            ]
-        )
+        arrays = [
+            sketch_array(s, self.config.image_size, inks[i] if inks is not None else None)
+            for i, s in enumerate(sketches)
+        ]
+        return arrays[0][None] if len(arrays) == 1 else np.stack(arrays)  # a search's one: no copy
 
     @abstractmethod
     def encode_prepared_sketches(self, batch: np.ndarray) -> Codes:

@@ -17,9 +17,11 @@ from model.preprocessing import (
     SKETCH_MARGIN,
     BlankSketchError,
     SketchAugment,
+    _clear_frames,
     _ink,
     _median,
     _percentile,
+    _rounded_levels,
     drop_strokes,
     ink_map,
     looks_like_photo,
@@ -242,3 +244,42 @@ def test_grey_sketches_on_flat_paper_take_the_lookup_to_the_same_ink(
     levels = np.asarray(image)[..., None]
     np.testing.assert_array_equal(_ink(levels, lookup=True), _ink(levels, lookup=False))
     assert _ink(levels).dtype == np.float32
+
+
+def test_levels_round_half_to_even_like_numpy() -> None:
+    """OpenCV rounds and casts the dark-on-white levels in one pass; it must give NumPy's rint to the
+    last bit, at the halves above all (where rounding modes differ) and right beside them."""
+    whole = np.arange(256, dtype=np.float32)
+    halves = whole[:-1] + np.float32(0.5)
+    beside = [np.nextafter(halves, np.float32(0)), np.nextafter(halves, np.float32(256))]
+    spread = np.random.default_rng(0).random(200_000, dtype=np.float32) * np.float32(255)
+    values = np.concatenate([whole, halves, *beside, spread]).reshape(1, -1)
+    np.testing.assert_array_equal(_rounded_levels(values), np.rint(values).astype(np.uint8))
+    assert _rounded_levels(np.array([[0.5, 1.5, 2.5, 254.5]], np.float32)).tolist() == [[0, 2, 2, 254]]
+
+
+def test_frames_inside_a_margin_and_a_band_are_cleared_and_the_drawing_kept() -> None:
+    """A 2-line frame after a 1-line paper margin, a side band inside it, and a drawn rectangle that
+    spans neither: the frame's and the band's lines come back (top and bottom first, then sides, read
+    inside the frame), the drawing stays."""
+    mask = np.zeros((60, 80), bool)
+    mask[1:3, :] = mask[57:59, :] = True  # frame: top and bottom, after one row of paper
+    mask[1:59, 1:3] = mask[1:59, 77:79] = True  # and its sides
+    mask[3:57, 3] = True  # a band along the inner left side
+    mask[20:40, 20:60] = False
+    mask[20, 20:60] = mask[39, 20:60] = mask[20:40, 20] = mask[20:40, 59] = True  # the drawing
+    drawing = mask[10:50, 10:70].copy()
+    lines = _clear_frames(mask)
+    assert lines == [
+        (1, slice(None)),
+        (2, slice(None)),
+        (58, slice(None)),
+        (57, slice(None)),
+        (slice(None), 1),
+        (slice(None), 2),
+        (slice(None), 3),
+        (slice(None), 78),
+        (slice(None), 77),
+    ]
+    assert not mask[:10].any() and not mask[50:].any() and not mask[:, :10].any() and not mask[:, 70:].any()
+    np.testing.assert_array_equal(mask[10:50, 10:70], drawing)
