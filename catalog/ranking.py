@@ -107,8 +107,10 @@ def exact_candidates(
     started = time.perf_counter()
     hamming, positions = index.search(packed.reshape(1, -1), depth)
     scan_seconds = time.perf_counter() - started
-    keep = positions[0] >= 0
-    hamming, positions = hamming[0][keep].astype(np.int64), positions[0][keep].astype(np.int64)
+    hamming, positions = hamming[0], positions[0]
+    if len(positions) and positions.min() < 0:  # -1: FAISS found fewer than asked (approximate indexes)
+        keep = positions >= 0
+        hamming, positions = hamming[keep], positions[keep]
     found = _ranked(index, continuous, positions, hamming, True, scan_seconds, 0.0)
     if len(positions) >= index.count or not len(positions):  # the whole index: exact by definition
         return replace(found, proven=len(positions))
