@@ -52,7 +52,7 @@ async def search(
     file: Annotated[
         UploadFile, File(description="PNG sketch: dark strokes on a light or transparent background")
     ],
-    request: Request,  # not the State dependency: solving one costs a search about 35 µs
+    request: Request,  # not the State dependency: solving one is a measurable share of a search
     k: K = 20,
     gallery: Annotated[str | None, Query(max_length=128)] = None,
     label: LabelFilter = None,
