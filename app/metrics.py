@@ -72,8 +72,8 @@ class Metrics:
 
     def settle(self) -> None:
         """Record the observations waiting: after each answer has gone out (``RequestMetrics``), and
-        before the metrics are read. Every observation is made within a request, so they cannot pile
-        up."""
+        before the metrics are read. Observations are made by searches, so at most those in flight
+        wait: a search whose client left records after its request settled, and the next settles it."""
         while self._waiting:
             try:
                 observe, value = self._waiting.popleft()

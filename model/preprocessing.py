@@ -389,9 +389,12 @@ def _dark_on_white_levels(image: Image.Image, ink: np.ndarray | None) -> np.ndar
 
 def _rounded_levels(values: np.ndarray) -> np.ndarray:
     """float32 values in 0..255 rounded half to even, as uint8: ``np.rint(values).astype(np.uint8)``
-    to the last bit (every float32 in that range was checked), in one pass instead of two."""
+    to the last bit (every float32 in that range was checked), in one pass instead of two. Values
+    outside 0..255 saturate (NumPy's cast would wrap); ``_dark_on_white_levels``' never are."""
     import cv2
 
+    if not values.size:  # OpenCV answers None for an empty array
+        return np.zeros(values.shape, np.uint8)
     return cv2.convertScaleAbs(values)
 
 
@@ -549,8 +552,11 @@ def to_array(image: Image.Image) -> np.ndarray:
     if image.mode == "L":  # a sketch: one channel normalised, then repeated (the same values)
         import cv2
 
-        grey = cv2.LUT(np.asarray(image), _GREY_INPUT)
-        out = np.empty((3, *grey.shape), np.float32)
+        levels = np.asarray(image)
+        out = np.empty((3, *levels.shape), np.float32)
+        if not levels.size:  # OpenCV answers None for an empty image
+            return out
+        grey = cv2.LUT(levels, _GREY_INPUT)
         out[:] = grey
         return out
     arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0

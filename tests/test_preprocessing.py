@@ -30,6 +30,7 @@ from model.preprocessing import (
     preprocess_sketch,
     sketch_frame,
     stroke_bbox,
+    to_array,
     wobble,
 )
 
@@ -256,6 +257,13 @@ def test_levels_round_half_to_even_like_numpy() -> None:
     values = np.concatenate([whole, halves, *beside, spread]).reshape(1, -1)
     np.testing.assert_array_equal(_rounded_levels(values), np.rint(values).astype(np.uint8))
     assert _rounded_levels(np.array([[0.5, 1.5, 2.5, 254.5]], np.float32)).tolist() == [[0, 2, 2, 254]]
+
+
+def test_empty_images_keep_their_shape_through_the_opencv_steps() -> None:
+    """OpenCV answers None for an empty array, where NumPy's steps gave an empty one."""
+    assert _rounded_levels(np.zeros((0, 5), np.float32)).shape == (0, 5)
+    out = to_array(Image.new("L", (0, 3)))
+    assert out.shape == (3, 3, 0) and out.dtype == np.float32
 
 
 def test_frames_inside_a_margin_and_a_band_are_cleared_and_the_drawing_kept() -> None:

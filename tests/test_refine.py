@@ -159,13 +159,19 @@ def decode_uri(uri: str) -> Image.Image:
 
 
 def test_explain_returns_heat_maps(client: TestClient) -> None:
-    stage = client.app.state.service.metrics.stage.labels("explain")  # type: ignore[attr-defined]
-    before = stage._sum.get()
+    metrics = client.app.state.service.metrics  # type: ignore[attr-defined]
+    stage = metrics.stage.labels("explain")
+
+    def explained() -> float:
+        metrics.settle()  # stages are recorded once an answer has gone out
+        return float(stage._sum.get())
+
+    before = explained()
     plain = search(client, sketch_png(), "k=12")
     assert plain["explanation"] is None and all(m["attention"] is None for m in plain["results"])
-    assert stage._sum.get() == before  # a plain search computes no explanation
+    assert explained() == before  # a plain search computes no explanation
     body = search(client, sketch_png(), "k=12&explain=1")
-    assert stage._sum.get() > before
+    assert explained() > before
     sketch = body["explanation"]
     image = decode_uri(sketch["png"])
     assert image.mode == "RGBA" and image.size == (48, 48)

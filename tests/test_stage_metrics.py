@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 
 from starlette.types import Message, Receive, Scope, Send
@@ -40,10 +41,15 @@ def test_stages_recorded_from_many_threads_are_all_counted() -> None:
             metrics.settle()  # settling while the others record: nothing lost, nothing twice
 
     threads = [threading.Thread(target=record) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch within settle, not only between loops
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
     metrics.settle()
     assert observed(metrics, "sketch_search_stage_seconds", {"stage": "fetch"})[0] == 8000.0
 
