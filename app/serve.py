@@ -28,11 +28,17 @@ def main() -> None:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         raise SystemExit(2) from None
+    from app.http_protocol import OneWriteHttpTools
     from app.main import create_app
 
     # The app logs each request itself, after its answer is sent (app.access_log): not uvicorn as well.
     uvicorn.run(
-        create_app(settings), host=args.host, port=args.port, timeout_graceful_shutdown=10, access_log=False
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        http=OneWriteHttpTools,
+        timeout_graceful_shutdown=10,
+        access_log=False,
     )
 
 
