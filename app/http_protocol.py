@@ -3,11 +3,12 @@
 uvicorn writes an answer's head (status line and headers) as soon as the app starts it, and its body
 in a second write. Each write is a system call, and the first wakes the client to read a head whose
 body follows a moment later: two wake-ups on the client's side where one would do. Here what is
-written while the event loop runs one step is joined and written when the step ends, so an answer
-whose head and body are sent together (Starlette's ``Response``, every JSON answer of the API) leaves
-in one write. A streamed body (a photo file) still goes out chunk by chunk as the app produces them,
-and a write of ``FLUSH_BYTES`` or more goes at once, so big bodies keep uvicorn's flow control.
-Measured with ``python -m benchmarks.search_load``.
+written while the event loop runs one step is joined, and written when the answer is complete or the
+step ends, whichever comes first: an answer whose head and body are sent together (Starlette's
+``Response``, every JSON answer of the API) leaves in one write, before the app's work after it
+(the access log, the metrics). A streamed body (a photo file) still goes out chunk by chunk as the app
+produces them, and a write of ``FLUSH_BYTES`` or more goes at once, so big bodies keep uvicorn's flow
+control. Measured with ``python -m benchmarks.search_load``.
 
 Served with ``uvicorn --http app.http_protocol:OneWriteHttpTools`` (as ``sketch-server``, the image's
 command and compose's api service do).
@@ -79,8 +80,14 @@ class JoinedWrites:
 
 
 class OneWriteHttpTools(HttpToolsProtocol):
-    """uvicorn's httptools protocol, writing through ``JoinedWrites``."""
+    """uvicorn's httptools protocol, writing through ``JoinedWrites``, and writing an answer the moment
+    its last byte is sent: what the app does after that (its access log line, its metrics) is not
+    waited for."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        joined = JoinedWrites(transport, asyncio.get_running_loop())
-        super().connection_made(cast(asyncio.Transport, joined))
+        self.joined = JoinedWrites(transport, asyncio.get_running_loop())
+        super().connection_made(cast(asyncio.Transport, self.joined))
+
+    def on_response_complete(self) -> None:
+        self.joined.flush()
+        super().on_response_complete()

@@ -221,6 +221,7 @@ def test_the_image_runs_the_api_as_compose_does() -> None:
     assert len(cmd) == 1
     api = load("docker-compose.yml")["services"]["api"]["command"]
     assert json.loads(cmd[0].removeprefix("CMD ")) == api and "--no-access-log" in api
+    assert api[api.index("--http") + 1] == "app.http_protocol:OneWriteHttpTools"  # one write an answer
 
 
 def test_container_commands_wire_up_against_postgres(
