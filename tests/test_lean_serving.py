@@ -184,7 +184,9 @@ def test_the_service_and_its_worker_run_without_pytorch(
     log = tmp_path / "server.log"
     server = run_without_torch(
         "import uvicorn\ntry:\n"
-        f"    uvicorn.run('app.asgi:app', host='127.0.0.1', port={port})\n"
+        # as the image runs it: one-write answers, the app's own access log only
+        f"    uvicorn.run('app.asgi:app', host='127.0.0.1', port={port}, access_log=False,\n"
+        "                http='app.http_protocol:OneWriteHttpTools')\n"
         f"finally:\n    print('torch modules loaded:', {TORCH_MODULES})\n",
         env,
         stdout=subprocess.PIPE,
