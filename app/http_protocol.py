@@ -38,9 +38,14 @@ class JoinedWrites:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
             return
+        if len(data) >= FLUSH_BYTES:  # a big body: what is pending, then the body itself, uncopied
+            self.flush()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+            return
         if not self._pending:
             self._loop.call_soon(self.flush)
-        self._pending.append(bytes(data))
+        self._pending.append(bytes(data))  # a copy only of a mutable buffer the caller may reuse
         self._size += len(data)
         if self._size >= FLUSH_BYTES:
             self.flush()

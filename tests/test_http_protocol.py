@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import sys
 import threading
@@ -30,7 +31,7 @@ class Recording:
         self.closing = False
 
     def write(self, data: bytes) -> None:
-        self.writes.append(bytes(data))
+        self.writes.append(data)
 
     def is_closing(self) -> bool:
         return self.closing
@@ -84,15 +85,21 @@ def test_a_steps_writes_reach_the_socket_as_one_write_in_order() -> None:
 def test_big_writes_go_at_once_and_closing_writes_what_is_pending_first() -> None:
     writes, real, loop = joined()
     try:
+        big = b"x" * FLUSH_BYTES
         writes.write(b"h")
-        writes.write(b"x" * FLUSH_BYTES)
-        assert real.writes == [b"h" + b"x" * FLUSH_BYTES]  # flow control sees big bodies at once
+        writes.write(big)
+        assert real.writes == [b"h", big] and real.writes[1] is big  # at once, in order, uncopied
+        half = b"y" * (FLUSH_BYTES // 2)
+        writes.write(half)
+        writes.write(half)
+        assert real.writes[2:] == [half + half]  # pending reaching the limit goes at once too
         writes.write(b"tail")
         writes.close()
-        assert real.writes[1:] == [b"tail"] and real.events == ["close"]
+        assert real.writes[3:] == [b"tail"] and real.events == ["close"]
         writes.write(b"late")  # after close: dropped with the connection, as the socket would
+        writes.write(big)
         end_step(loop)
-        assert real.writes[1:] == [b"tail"]
+        assert real.writes[3:] == [b"tail"]
     finally:
         loop.close()
 
@@ -199,6 +206,12 @@ def exchange(port: int, request: bytes, until: bytes) -> bytes:
         return got
 
 
+def received(conn: socket.socket) -> bytes:
+    chunk = conn.recv(65536)
+    assert chunk, "the server closed the connection"
+    return chunk
+
+
 def test_uvicorn_writes_a_plain_answer_once_where_it_wrote_twice() -> None:
     WRITES.clear()
     for protocol in (HttpToolsProtocol, OneWriteHttpTools):
@@ -217,7 +230,7 @@ def test_streams_keep_alive_close_and_100_continue_work_as_before() -> None:
                 conn.sendall(b"GET /plain HTTP/1.1\r\nHost: t\r\n\r\n")
                 got = b""
                 while not got.endswith(b"ok"):
-                    got += conn.recv(65536)
+                    got += received(conn)
                 assert got.startswith(b"HTTP/1.1 200") and got.count(b"HTTP/1.1") == 1
         closing = exchange(port, b"GET /plain HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", b"ok")
         assert b"connection: close" in closing.lower()
@@ -229,7 +242,7 @@ def test_streams_keep_alive_close_and_100_continue_work_as_before() -> None:
             conn.sendall(b"hello")
             got = b""
             while not got.endswith(b"hello"):
-                got += conn.recv(65536)
+                got += received(conn)
             assert got.startswith(b"HTTP/1.1 200")
 
 
@@ -266,3 +279,25 @@ def test_a_complete_answer_is_written_before_the_apps_work_after_it() -> None:
         while not WAITED and time.monotonic() < deadline:
             time.sleep(0.01)
     assert WAITED == [True]
+
+
+def test_pipelined_requests_get_the_same_bytes_as_from_uvicorn_s_own_protocol() -> None:
+    """Several requests sent at once on one connection (an answer, HEAD, a stream, a body read first,
+    and a last one that closes): the same answers, in the same order, byte for byte but the date."""
+    requests = (
+        b"GET /plain HTTP/1.1\r\nHost: t\r\n\r\n"
+        b"HEAD /plain HTTP/1.1\r\nHost: t\r\n\r\n"
+        b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n"
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"
+        b"GET /plain HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    answers = []
+    for protocol in (HttpToolsProtocol, OneWriteHttpTools):
+        with served(protocol) as port, socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(requests)
+            got = b""
+            while chunk := conn.recv(65536):
+                got += chunk
+            answers.append(re.sub(rb"date: [^\r]*\r\n", b"", got))
+    assert answers[0].count(b"HTTP/1.1 200") == 5 and answers[0].endswith(b"ok")
+    assert answers[1] == answers[0]
