@@ -8,7 +8,7 @@ step ends, whichever comes first: an answer whose head and body are sent togethe
 ``Response``, every JSON answer of the API) leaves in one write, before the app's work after it
 (the access log, the metrics). A streamed body (a photo file) still goes out chunk by chunk as the app
 produces them, and a write of ``FLUSH_BYTES`` or more goes at once, so big bodies keep uvicorn's flow
-control. Measured with ``python -m benchmarks.search_load``.
+control. Part of what ``python -m benchmarks.search_load`` measures (README, Results).
 
 Served with ``uvicorn --http app.http_protocol:OneWriteHttpTools`` (as ``sketch-server``, the image's
 command and compose's api service do).
@@ -55,7 +55,8 @@ class JoinedWrites:
             self.write(data)
 
     def flush(self) -> None:
-        """Write what is pending now (called at the end of the loop step that wrote it)."""
+        """Write what is pending now: at the end of the loop step that wrote it, when the answer is
+        complete, or before a big write or closing."""
         if not self._pending:
             return
         data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)

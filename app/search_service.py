@@ -183,8 +183,8 @@ def relevance_cutoff(matches: list[Match], min_similarity: float | None) -> tupl
     return kept, len(matches) - len(kept)
 
 
-# The matches validated in one call into pydantic-core rather than one model at a time: a quarter less
-# of the answer's building, which a search waits for.
+# The matches validated in one call into pydantic-core rather than one model at a time: the answer's
+# building is on a search's path.
 _MATCHES = TypeAdapter(list[Match])
 
 
