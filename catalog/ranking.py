@@ -215,8 +215,8 @@ def search_codes(
     # The exactness check asks for the rows a ranking reads: k (and the excluded photo), which widens
     # less often than covering the fetch's slack too (the widen stage in python -m
     # benchmarks.search_load's lone_against). Photos deleted since the build that were passed over can
-    # take the reading past the rows proven exact; then twice as many are proven and read again. With a label the label's photos among the nearest are ranked,
-    # never proven exact: no widening.
+    # take the reading past the rows proven exact; then twice as many are proven and read again. With a
+    # label the label's photos among the nearest are ranked, never proven exact: no widening.
     wanted = depth if label is not None else k + (exclude is not None)
     while True:
         started = time.perf_counter()
