@@ -90,11 +90,31 @@ class Candidates:
     proven: int = 0
 
 
-def _lower_bounds(continuous: np.ndarray) -> tuple[float, np.ndarray]:
-    """||c - q||², and for h = 0..bits the least extra distance of a code h bits away from q."""
-    weights = np.abs(1.0 - 2.0 * continuous.astype(np.float64))
-    base = float(np.square(np.minimum(continuous, 1.0 - continuous)).sum())
-    return base, np.concatenate([[0.0], np.cumsum(np.sort(weights))])
+# A distance within this of a bound counts as reaching it: the candidates' distances are float32.
+BOUND_SLACK = 1e-6
+
+
+class DistanceBound:
+    """How near to the query a code can be once it lies outside a Hamming radius of q = 1[c >= 0.5]
+    (the module's step 3): ||c - q||² plus the smallest weights |1 - 2 c_j|, one for each bit that differs."""
+
+    def __init__(self, continuous: np.ndarray) -> None:
+        weights = np.abs(1.0 - 2.0 * continuous.astype(np.float64))
+        self.bits = len(weights)
+        self.base = float(np.square(np.minimum(continuous, 1.0 - continuous)).sum())  # ||c - q||²
+        # For h = 0..bits: the least extra distance of a code h bits away from q.
+        self.least_extra = np.concatenate([[0.0], np.cumsum(np.sort(weights))])
+
+    def outside(self, radius: int) -> float:
+        """No code more than ``radius`` bits from q is nearer than this (inf: none can be that far)."""
+        if radius >= self.bits:
+            return np.inf
+        return self.base + float(self.least_extra[radius + 1]) + BOUND_SLACK
+
+    def radius_for(self, distance: float) -> int:
+        """The smallest radius whose ``outside`` cannot beat ``distance``."""
+        extra = distance - self.base - BOUND_SLACK
+        return min(int(np.searchsorted(self.least_extra, extra, side="left")) - 1, self.bits)
 
 
 def exact_candidates(
@@ -116,26 +136,24 @@ def exact_candidates(
         return replace(found, proven=len(positions))
     # Every code nearer than the farthest candidate is among the candidates; the farthest shell may be
     # cut. (With a flat index FAISS is exact; HNSW/IVF are approximate and are not widened.)
-    radius = int(hamming[-1]) - 1
-    base, least_extra = _lower_bounds(continuous)
+    bound = DistanceBound(continuous)
     kth = found.distances[min(k, len(found.distances)) - 1]
-    # Codes outside the complete radius are at least radius + 1 bits from q: never nearer than this.
-    outside = base + least_extra[radius + 1] + 1e-6
+    # Codes outside the complete radius (one bit short of the farthest candidate) are never nearer.
+    outside = bound.outside(int(hamming[-1]) - 1)
     if kth <= outside:
         return replace(found, proven=_proven_rows(found.distances, outside))
     if not widen or not index.is_flat:
         return replace(found, exact=False)
-    # The smallest radius r whose outside (r + 1 bits or more) cannot beat the k-th: one range search.
-    needed = min(int(np.searchsorted(least_extra, kth - base - 1e-6, side="left")) - 1, index.bits)
+    # The smallest radius whose outside cannot beat the k-th: one range search.
+    needed = bound.radius_for(kth)
     started = time.perf_counter()
     wider_pos, wider_ham = index.within(packed, needed)
     widen_seconds = time.perf_counter() - started
     if len(wider_pos) > MAX_CANDIDATES:
         return replace(found, exact=False, widen_seconds=widen_seconds)
-    # The shell holds every earlier candidate (they are at most radius + 1 <= needed bits away).
+    # The shell holds every earlier candidate: none is farther than the farthest, which needed reaches.
     wider = _ranked(index, continuous, wider_pos, wider_ham, True, scan_seconds, widen_seconds)
-    outside = base + least_extra[needed + 1] + 1e-6 if needed < index.bits else np.inf
-    return replace(wider, proven=_proven_rows(wider.distances, outside))
+    return replace(wider, proven=_proven_rows(wider.distances, bound.outside(needed)))
 
 
 def _proven_rows(distances: np.ndarray, bound: float) -> int:

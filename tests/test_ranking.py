@@ -16,7 +16,7 @@ from catalog.db.models import Gallery, ImageRecord, IndexVersion
 from catalog.db.session import make_engine, make_session_factory
 from catalog.index_rows import photos_at, write_rows
 from catalog.index_store import IndexSpec, LoadedIndex, Manifest, build_index
-from catalog.ranking import NotIndexed, exact_candidates, search_codes, similar_to
+from catalog.ranking import BOUND_SLACK, DistanceBound, NotIndexed, exact_candidates, search_codes, similar_to
 from model.hashing import asymmetric_distances, pack_bits, unpack_bits
 
 BITS = 64
@@ -50,6 +50,26 @@ def one_bit_away(rng: np.random.Generator, query_bits: np.ndarray, n: int) -> np
     codes = np.repeat(query_bits[None], n, axis=0)
     codes[np.arange(n), rng.integers(0, BITS, n)] ^= 1
     return codes
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_distance_bound_is_the_nearest_code_outside_each_radius(seed: int) -> None:
+    # Every code of 10 bits: outside radius r the nearest is what the bound says (to float32), and the
+    # radius asked for a distance is the smallest whose outside cannot beat it.
+    bits = 10
+    rng = np.random.default_rng(seed)
+    continuous = rng.uniform(0.01, 0.99, bits).astype(np.float32)
+    every = (np.arange(2**bits)[:, None] >> np.arange(bits)) & 1
+    distances = ((continuous.astype(np.float64) - every) ** 2).sum(axis=1)
+    hamming = (every != (continuous >= 0.5)).sum(axis=1)
+    bound = DistanceBound(continuous)
+    outside = [bound.outside(r) for r in range(bits + 1)]
+    for r in range(bits):
+        assert outside[r] - BOUND_SLACK == pytest.approx(distances[hamming > r].min(), abs=BOUND_SLACK)
+    assert outside[bits] == np.inf  # no code is more than every bit away
+    for distance in rng.uniform(outside[0], distances.max(), 50):
+        r = bound.radius_for(float(distance))
+        assert outside[r] >= distance and (r == 0 or outside[r - 1] < distance)
 
 
 @pytest.mark.parametrize("seed", range(5))
