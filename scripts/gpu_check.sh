@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check: on an NVIDIA machine, install what the CUDA paths need, run the CUDA tests, and time
 # encoding, GPU FAISS search (1M and 10M codes) and one training epoch against the CPU in the same run.
-# Writes $OUT/gpu_check.json (OUT defaults to docs/benchmarks) and $OUT/gpu_check.log. About 5 minutes on
-# an H200; exits 2 at once, saying why, on a machine without a GPU.
+# Writes $OUT/gpu_check.json (OUT defaults to docs/benchmarks) and $OUT/gpu_check.log. Sized for the
+# 8 minutes an H200 is lent for (an estimate: it has not run on a GPU yet); exits 2 at once, saying why,
+# on a machine without a GPU.
 #
 #   scripts/gpu_check.sh                      # with the network: pip installs from PyPI
 #   WHEELS=.whl scripts/gpu_check.sh          # without: from wheels carried in .whl (faiss-gpu and our deps)
