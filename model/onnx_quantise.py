@@ -88,6 +88,10 @@ def quantise_photo_branch(
                     Photos(),
                     quant_format=QuantFormat.QOperator,  # QDQ runs slower than float32 on these kernels
                     per_channel=True,
+                    # 7-bit weights: a CPU without VNNI (AVX2, AVX-512 without it) sums uint8 x int8
+                    # pairs into int16 and saturates with full 8-bit weights, which flipped whole
+                    # bits of a photo's code on an AVX2 host; VNNI machines lose almost nothing.
+                    reduce_range=True,
                     activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8,
                 )

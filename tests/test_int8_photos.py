@@ -63,6 +63,15 @@ def other_photos(sketchy: Path) -> list[Image.Image]:
     return [Image.open(p).convert("RGB") for p in paths]
 
 
+def int8_weights(graph: Path) -> list[np.ndarray]:
+    """The graph's int8 initialisers: its quantised weights."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(graph))
+    return [numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+
+
 def test_the_int8_graph_is_quantised_and_keeps_the_codes(int8_folder: Path, sketchy: Path) -> None:
     checksum = file_checksum(CHECKPOINT)
     fp32_graph, int8_graph = (
@@ -79,7 +88,13 @@ def test_the_int8_graph_is_quantised_and_keeps_the_codes(int8_folder: Path, sket
     a, b = fp32.encode_photos(photos), int8.encode_photos(photos)
     agreement = (unpack_bits(a.packed, 64) == unpack_bits(b.packed, 64)).mean()
     assert agreement >= 0.97, agreement
-    assert np.abs(a.continuous - b.continuous).max() < 0.25
+    # Close on every host. With full 8-bit weights an AVX2 host (no VNNI) saturated its int16 sums:
+    # mean difference 0.018 and 1.5% of the values off by more than 0.25 (max 0.67); with 7-bit
+    # weights 0.008 and 0.2% (max 0.29), the rounding of 7-bit weights alone.
+    difference = np.abs(a.continuous - b.continuous)
+    assert difference.mean() < 0.012 and (difference > 0.25).mean() < 0.005, difference.max()
+    # 7-bit weights (reduce_range) whatever the host that quantised it: the graph may run on another
+    assert max(int(np.abs(w).max()) for w in int8_weights(int8_graph)) <= 64
     # sketches stay float32: the same graph, the same codes
     sketch = Image.open(next((sketchy / "sketch" / "tx_000000000000" / "cat").glob("*.png")))
     assert np.array_equal(
