@@ -99,17 +99,21 @@ def padded_index(settings, sessions, encoder, total: int) -> None:  # type: igno
         write_rows(session, padded.id, real_ids)  # the random codes' rows hold no photo: never resolved
 
 
-def multipart_request(path: str, host: str, sketch: bytes) -> bytes:
-    """One complete HTTP/1.1 POST of ``sketch`` as the multipart field ``file``, keep-alive."""
-    boundary = b"----sketchload7MA4YWxkTrZu0gW"
-    body = (
-        b"--" + boundary + b"\r\n"
-        b'Content-Disposition: form-data; name="file"; filename="s.png"\r\n'
-        b"Content-Type: image/png\r\n\r\n" + sketch + b"\r\n--" + boundary + b"--\r\n"
-    )
+def search_request(path: str, host: str, sketch: bytes, form: bool = False) -> bytes:
+    """One complete HTTP/1.1 POST of ``sketch``, keep-alive: as the whole body (``image/png``, what the
+    drawing page sends) or, with ``form``, as the multipart field ``file`` (what ``curl -F`` sends)."""
+    content_type, body = "image/png", sketch
+    if form:
+        boundary = b"----sketchload7MA4YWxkTrZu0gW"
+        content_type = f"multipart/form-data; boundary={boundary.decode()}"
+        body = (
+            b"--" + boundary + b"\r\n"
+            b'Content-Disposition: form-data; name="file"; filename="s.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n" + sketch + b"\r\n--" + boundary + b"--\r\n"
+        )
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {host}\r\n"
-        f"Content-Type: multipart/form-data; boundary={boundary.decode()}\r\n"
+        f"Content-Type: {content_type}\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
@@ -137,7 +141,7 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
 
 
 async def run_load(
-    base: str, sketches: list[bytes], concurrency: int, duration: float, max_requests: int
+    base: str, sketches: list[bytes], concurrency: int, duration: float, max_requests: int, form: bool = False
 ) -> dict:
     """Searches at ``concurrency`` for ``duration`` seconds (or ``max_requests``). The load generator
     shares the server's two cores, so it is kept cheap: each user holds one keep-alive connection
@@ -148,7 +152,7 @@ async def run_load(
     stop_at = time.perf_counter() + duration
     counter = iter(range(max_requests))
     address = urlsplit(base)
-    requests = [multipart_request("/search?k=20&gallery=bench", address.netloc, s) for s in sketches]
+    requests = [search_request("/search?k=20&gallery=bench", address.netloc, s, form) for s in sketches]
 
     async def user() -> None:
         reader, writer = await asyncio.open_connection(address.hostname, address.port)
@@ -301,7 +305,8 @@ def serving(
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_serving(base, server, timeout=300)
-        asyncio.run(run_load(base, split_sketches(), 1, 10, 20))  # warm-up
+        warm_up = run_load(base, split_sketches(), 1, 10, 20, form=not takes_the_body(base))
+        asyncio.run(warm_up)
         yield base, server
     finally:
         server.terminate()
@@ -314,11 +319,12 @@ def split_sketches() -> list[bytes]:
     return [i.path.read_bytes() for i in read_split(SKETCHY / "splits" / "test_sketches.txt")]
 
 
-def lone_phase(base: str, duration: float, requests: int) -> dict:
+def lone_phase(base: str, duration: float, requests: int, form: bool = False) -> dict:
     """Concurrency 1 with the server's stage means for those requests, what lies outside the network
-    and the scan, the HTTP floor, and the median against one encode plus one scan."""
+    and the scan, the HTTP floor, and the median against one encode plus one scan. ``form``: the sketch
+    sent as a multipart form rather than as the whole body."""
     before = read_totals(base)
-    single = asyncio.run(run_load(base, split_sketches(), 1, duration, requests))
+    single = asyncio.run(run_load(base, split_sketches(), 1, duration, requests, form))
     after = read_totals(base)
     single["stages"] = stage_means(before.stages, after.stages)
     single["server_ms_mean"] = round(per_count(before.search, after.search) * 1000, 3)
@@ -336,6 +342,13 @@ def lone_phase(base: str, duration: float, requests: int) -> dict:
         single["median_ms"] / (single["stages"]["encode_ms_mean"] + single["stages"]["scan_ms_mean"]), 3
     )
     return single
+
+
+def takes_the_body(base: str) -> bool:
+    """Whether the server searches a PNG sent as the whole body (revisions before that need a form)."""
+    sketch = split_sketches()[0]
+    answer = httpx.post(f"{base}/search?gallery=bench", content=sketch, headers={"Content-Type": "image/png"})
+    return answer.status_code == 200
 
 
 @contextmanager
@@ -357,14 +370,16 @@ def before_and_after(
 ) -> dict:
     """The lone search at ``revision`` and at this checkout, in alternating phases (this, revision, then
     revision, this, ...: neither side always goes first): each side's median of its phases' medians, and
-    its ratio against its own stage means."""
+    its ratio against its own stage means. Each side is sent the sketch as its drawing page sends it:
+    as the whole body, or as a multipart form by a revision that takes no other (``sent``)."""
     phases: dict[str, list[dict]] = {"this": [], revision: []}
     with worktree(revision) as root:
         sides = [("this", REPO, None), (revision, root, root.parent / "onnx")]
         for round_ in range(rounds):
             for name, code, onnx_cache in sides if round_ % 2 == 0 else sides[::-1]:
                 with serving(code, data_dir, checkpoint, onnx_cache) as (base, _server):
-                    phases[name].append(lone_phase(base, duration, requests))
+                    form = not takes_the_body(base)
+                    phases[name].append({**lone_phase(base, duration, requests, form), "form": form})
                     print(name, phases[name][-1], flush=True)
     summary = {}
     for name, runs in phases.items():
@@ -372,6 +387,7 @@ def before_and_after(
         encode = float(np.mean([r["stages"]["encode_ms_mean"] for r in runs]))
         scan = float(np.mean([r["stages"]["scan_ms_mean"] for r in runs]))
         summary[name] = {
+            "sent": "multipart form" if runs[0]["form"] else "body",
             "phase_medians_ms": [r["median_ms"] for r in runs],
             "phase_ratios": [r["lone_p50_over_encode_plus_scan"] for r in runs],
             "median_ms": round(median, 3),
@@ -405,6 +421,11 @@ def main() -> None:
         with serving(REPO, tmp, args.checkpoint) as (base, server):
             single = lone_phase(base, args.duration, args.requests)
             print(single, flush=True)
+            # The same lone search with the sketch in a multipart form (curl -F), after the page's.
+            form = lone_phase(base, args.duration / 2, args.requests, form=True)
+            kept = ("median_ms", "mean_ms", "where_the_mean_goes_ms", "lone_p50_over_encode_plus_scan")
+            single["multipart_form"] = {key: form[key] for key in kept}
+            print("multipart form", single["multipart_form"], flush=True)
             before = read_totals(base)
             eight = asyncio.run(run_load(base, split_sketches(), 8, args.duration, args.requests * 4))
             after = read_totals(base)

@@ -297,6 +297,9 @@ def test_a_chunked_upload_over_the_limit_is_413(client: TestClient) -> None:
 
     r = client.post("/search", content=chunks(), headers={"Content-Type": "multipart/form-data; boundary=b"})
     assert r.status_code == 413 and error_code(r) == "too_large"
+    # the sketch as the whole body is held to the same limit
+    r = client.post("/search", content=chunks(), headers={"Content-Type": "image/png"})
+    assert r.status_code == 413 and error_code(r) == "too_large"
 
 
 # 13 -- 405 with Allow, no static fall-through, protective headers

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -66,6 +67,43 @@ def test_search_returns_ranked_results(client: TestClient) -> None:
         # the score of the ranking itself: 1 - asymmetric distance / bits (so it falls as the rank grows)
         assert m["similarity"] == pytest.approx(1 - m["distance"] / 64, abs=1e-4)
         assert m["label"] in CLASSES and m["url"] == f"/images/{m['image_id']}"
+
+
+def test_the_sketch_as_the_whole_body_is_searched_as_the_form_field_is(client: TestClient) -> None:
+    sketch = sketch_png()
+    form = client.post("/search?k=7", files={"file": ("s.png", sketch, "image/png")})
+    raw = client.post("/search?k=7", content=sketch, headers={"Content-Type": "image/png"})
+    assert form.status_code == raw.status_code == 200, raw.text
+
+    def ranked(r: httpx.Response) -> list[tuple[int, float]]:
+        return [(m["image_id"], m["distance"]) for m in r.json()["results"]]
+
+    assert len(ranked(raw)) == 7 and ranked(raw) == ranked(form)
+    # Any other type (or none) is read as the body too: what the bytes are decides, not the header.
+    bare = client.post("/search?k=7", content=sketch, headers={"Content-Type": "application/octet-stream"})
+    assert bare.status_code == 200 and ranked(bare) == ranked(form)
+    jpeg = io.BytesIO()
+    Image.open(io.BytesIO(sketch)).convert("RGB").save(jpeg, "JPEG")
+    r = client.post("/search", content=jpeg.getvalue(), headers={"Content-Type": "image/png"})
+    assert r.status_code == 415 and error_code(r) == "not_png"
+
+
+def test_a_search_without_a_sketch_says_how_to_send_one(client: TestClient) -> None:
+    for r in (
+        client.post("/search", data={"nofile": "x"}),  # a url-encoded form
+        client.post("/search", files={"other": ("s.png", sketch_png(), "image/png")}),  # multipart
+        client.post("/search", content=b"", headers={"Content-Type": "image/png"}),
+        client.post("/search"),
+    ):
+        assert r.status_code == 422 and error_code(r) == "no_sketch", r.text
+        assert "form field 'file'" in r.json()["error"]["message"]
+        assert "Content-Type image/png" in r.json()["error"]["message"]
+
+
+def test_the_api_documents_both_ways_to_send_the_sketch(client: TestClient) -> None:
+    body = client.get("/openapi.json").json()["paths"]["/search"]["post"]["requestBody"]["content"]
+    assert set(body) == {"multipart/form-data", "image/png"}
+    assert body["image/png"]["schema"] == {"type": "string", "format": "binary"}
 
 
 def stage_totals(client: TestClient) -> dict[str, tuple[float, float]]:
@@ -181,8 +219,6 @@ def test_bad_parameters_and_unknown_gallery(client: TestClient) -> None:
     for query in ("k=0", "k=101", "k=ten"):
         r = client.post(f"/search?{query}", files=files)
         assert r.status_code == 422 and error_code(r) == "invalid_request"
-    r = client.post("/search", data={"nofile": "x"})
-    assert r.status_code == 422
     r = client.post("/search?gallery=nope", files=files)
     assert r.status_code == 404 and error_code(r) == "unknown_gallery"
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 
 from app import search_service
 from app.deps import State, service_of
+from app.errors import APIError
 from app.schemas import DbId, GalleryInfo, SearchResponse, error_responses
 
 router = APIRouter(tags=["search"])
@@ -43,16 +44,52 @@ LabelFilter = Annotated[
 ]
 
 
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+# The PNG as the whole body, documented beside the multipart form FastAPI documents from ``file``.
+RAW_SKETCH = {
+    "requestBody": {
+        "content": {
+            "image/png": {
+                "schema": {"type": "string", "format": "binary"},
+                "example": "(the PNG file's bytes)",
+            }
+        }
+    }
+}
+
+
+async def sketch_bytes(request: Request, file: UploadFile | None) -> bytes:
+    """The sketch: the multipart field ``file``, or else the whole body (``Content-Type: image/png``,
+    what the drawing page sends: no form to parse, a measurable share of a lone search). A form
+    without ``file``, or an empty body, is APIError 422 ``no_sketch``; what the bytes are is
+    ``decode_sketch``'s check (415 ``not_png``)."""
+    if file is not None:
+        return await file.read()
+    how = "send the PNG sketch as the form field 'file', or as the whole body with Content-Type image/png"
+    if request.headers.get("content-type", "").lower().startswith(FORM_TYPES):
+        raise APIError(422, "no_sketch", f"the form has no field 'file': {how}")
+    body = await request.body()
+    if not body:
+        raise APIError(422, "no_sketch", f"the request has no sketch: {how}")
+    return body
+
+
 @router.post(
     "/search",
     response_model=SearchResponse,
     responses=error_responses(400, 404, 409, 413, 415, 422, 429, 503),
+    openapi_extra=RAW_SKETCH,
 )
 async def search(
-    file: Annotated[
-        UploadFile, File(description="PNG sketch: dark strokes on a light or transparent background")
-    ],
     request: Request,  # not the State dependency: solving one is a measurable share of a search
+    file: Annotated[
+        UploadFile | None,
+        File(
+            description="PNG sketch: dark strokes on a light or transparent background (or the PNG "
+            "as the whole body, Content-Type image/png)"
+        ),
+    ] = None,
     k: K = 20,
     gallery: Annotated[str | None, Query(max_length=128)] = None,
     label: LabelFilter = None,
@@ -66,7 +103,7 @@ async def search(
     min_similarity: MinSimilarity = None,
 ) -> Response:
     answer = await search_service.search(
-        service_of(request), await file.read(), gallery, k, label, explain, min_similarity
+        service_of(request), await sketch_bytes(request, file), gallery, k, label, explain, min_similarity
     )
     return as_json(answer)
 

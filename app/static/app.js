@@ -253,12 +253,15 @@ async function search() {
   const asIs = uploaded && !strokes.length ? uploaded : null;
   const blob = asIs || (await canvasBlob());
   sent = asIs && background ? background : { x: 0, y: 0, w: pad.width, h: pad.height };
-  const form = new FormData();
-  form.append("file", blob, asIs ? asIs.name : "sketch.png");
   const params = baseParams();
   if (explainBox.checked) params.set("explain", "1");
   queryNote.hidden = true;
-  await request(`/search?${params}`, { method: "POST", body: form }, (body) => {
+  // the PNG as the whole body: no multipart form for the server to parse (the server reads the bytes
+  // and refuses anything that is not a PNG, whatever the header says). Its bytes, not the File itself:
+  // Chromium's DevTools drops the answer's body when a request's body is a file-backed Blob.
+  const body = await blob.arrayBuffer();
+  const init = { method: "POST", body, headers: { "Content-Type": "image/png" } };
+  await request(`/search?${params}`, init, (body) => {
     showGuesses(body.guesses, body.label);
     showSketchHeat(body.explanation);
     showResults(body.results);
