@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from model.hashing import binarise
-from model.onnx_runtime import PHOTO_INT8, graph_path, session_for
+from model.onnx_runtime import INT8_WEIGHT_BITS, PHOTO_INT8, graph_path, session_for
 
 CALIBRATION_BATCH = 8
+WEIGHT_BITS = 7  # reduce_range: see quantise_photo_branch
 
 
 def _photo_bits(graph: Path, photos: np.ndarray, edges: np.ndarray | None) -> np.ndarray:
@@ -29,6 +30,17 @@ def _photo_bits(graph: Path, photos: np.ndarray, edges: np.ndarray | None) -> np
     session = session_for(graph, threads=1)
     feeds = {"photo": photos} | ({"edge": edges} if edges is not None else {})
     return binarise(session.run(None, feeds)[0])
+
+
+def _record_weight_bits(graph: Path) -> None:
+    """WEIGHT_BITS in the graph's metadata, where loading it looks (``model.onnx_runtime``): a graph
+    made before 7-bit weights says nothing, and is warned about."""
+    import onnx
+
+    model = onnx.load(str(graph))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = INT8_WEIGHT_BITS, str(WEIGHT_BITS)
+    onnx.save(model, str(graph))
 
 
 def quantise_photo_branch(
@@ -98,6 +110,7 @@ def quantise_photo_branch(
                 )
             finally:
                 logging.disable(logging.NOTSET)
+        _record_weight_bits(candidate)
         agreement = float((_photo_bits(candidate, *check) == _photo_bits(source, *check)).mean())
         if agreement < min_agreement:
             return None, agreement

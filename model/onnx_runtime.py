@@ -10,6 +10,7 @@ them. Nothing here imports torch.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -29,6 +30,11 @@ OPSET = 17
 BRANCHES = ("sketch", "photo")  # what encoding needs
 PHOTO_INT8 = "photo-int8"  # the photo branch quantised to int8 (model.onnx_quantise), when asked for
 MASKS = ("sketch-mask", "photo-mask")  # the attention masks behind explain=1 (models with attention)
+# The int8 photo graph's metadata entry (model.onnx_quantise) giving its weights' bits. A graph without
+# it has full 8-bit weights (quantised before 7-bit ones), whose codes drift on a CPU without VNNI.
+INT8_WEIGHT_BITS = "sketch_search.int8_weight_bits"
+
+log = logging.getLogger(__name__)
 
 
 def onnx_runtime_available() -> bool:
@@ -61,6 +67,13 @@ def session_for(path: Path, threads: int) -> Any:
     # request (decoding, ranking, HTTP) on a small machine.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def weight_bits(session: Any) -> int | None:
+    """The bits of a quantised graph's weights as ``model.onnx_quantise`` records them (7), None for
+    a graph that does not say (float32, or quantised before they were recorded: 8)."""
+    value = session.get_modelmeta().custom_metadata_map.get(INT8_WEIGHT_BITS)
+    return int(value) if value is not None else None
 
 
 def _feeds(names: list[str], photos: np.ndarray, edges: np.ndarray | None, use_edge: bool) -> dict:
@@ -110,6 +123,14 @@ class OnnxBranches:
             )
         self._sketch = session_for(graph_path(folder, checksum, "sketch"), threads)
         self._photo = session_for(photo, threads)
+        if photo_precision == PhotoPrecision.INT8 and not weight_bits(self._photo):
+            log.warning(
+                "%s was quantised with 8-bit weights, whose int16 sums saturate on a CPU without VNNI "
+                "(about 1%% of a code's bits flip): remake it with 'indexer export-onnx --out %s "
+                "--int8-calibration PHOTO_FOLDER'",
+                photo,
+                folder,
+            )
         # Which quantised graph made the codes: a recalibration makes other codes, never mixed with these.
         self.photo_graph_digest = file_checksum(photo)[:8] if photo_precision == PhotoPrecision.INT8 else ""
         self._masks: dict[str, Any] = {}

@@ -4,8 +4,10 @@ apart from them in a real build."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +29,7 @@ from model.hashing import unpack_bits
 from model.imageio import decode_photo
 from model.onnx_encoder import load_onnx_encoder
 from model.onnx_export import export_graphs
-from model.onnx_runtime import PHOTO_INT8, Int8GraphMissing, graph_path
+from model.onnx_runtime import INT8_WEIGHT_BITS, PHOTO_INT8, Int8GraphMissing, graph_path, session_for
 from tests.helpers import CHECKPOINT, photos_of
 
 
@@ -100,6 +102,32 @@ def test_the_int8_graph_is_quantised_and_keeps_the_codes(int8_folder: Path, sket
     assert np.array_equal(
         fp32.encode_sketches([sketch]).continuous, int8.encode_sketches([sketch]).continuous
     )
+
+
+def test_an_int8_graph_with_8_bit_weights_is_warned_about(
+    int8_folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import onnx
+
+    checksum = file_checksum(CHECKPOINT)
+    made = graph_path(int8_folder, checksum, PHOTO_INT8)
+    # the quantiser records its 7-bit weights, and a graph that says so loads without a word
+    assert session_for(made, 1).get_modelmeta().custom_metadata_map[INT8_WEIGHT_BITS] == "7"
+    with caplog.at_level(logging.WARNING, logger="model.onnx_runtime"):
+        load_onnx_encoder(CHECKPOINT, "cpu", "onnx", int8_folder, 2, PhotoPrecision.INT8)
+    assert not caplog.records
+    # a graph quantised before that (no record) still serves, with the command that remakes it
+    old = tmp_path / "graphs"
+    shutil.copytree(int8_folder, old)
+    model = onnx.load(str(graph_path(old, checksum, PHOTO_INT8)))
+    del model.metadata_props[:]
+    onnx.save(model, str(graph_path(old, checksum, PHOTO_INT8)))
+    with caplog.at_level(logging.WARNING, logger="model.onnx_runtime"):
+        encoder = load_onnx_encoder(CHECKPOINT, "cpu", "onnx", old, 2, PhotoPrecision.INT8)
+    assert encoder.photo_precision == PhotoPrecision.INT8
+    [record] = caplog.records
+    assert "8-bit weights" in record.message and "without VNNI" in record.message
+    assert f"indexer export-onnx --out {old} --int8-calibration PHOTO_FOLDER" in record.message
 
 
 def test_int8_without_its_graph_says_how_to_make_it(shared_onnx_cache: None, tmp_path: Path) -> None:
