@@ -1,12 +1,12 @@
 """ASGI entry point for process managers: `uvicorn app.asgi:app` (settings from SKETCH_* variables).
 
-uvicorn configures only its own loggers, so the service's start-up report (which device and backend run
-the network, where FAISS searches, why admin is disabled) would be lost without a root handler: it is what
-`docker compose logs api` shows."""
+uvicorn configures only its own loggers, so the service's logging is set here (``app.logs``), before the
+app's imports, as `sketch-server` sets it: the start-up report is what `docker compose logs api` shows."""
 
-import logging
+from app.logs import configure_logging
 
-from app.main import create_app
+configure_logging()
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+from app.main import create_app  # noqa: E402  (after the logging: FAISS's loader speaks on import)
+
 app = create_app()

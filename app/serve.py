@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 import uvicorn
 
+from app.logs import configure_logging
 from catalog.settings import SettingsError, load_settings
 
 
@@ -16,13 +16,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Set before the app's imports, which is when both speak. FAISS's loader tries instruction-set
-    # variants this wheel does not ship (it dispatches to AVX2/AVX-512 at run time from one library) and
-    # reports each miss as "Could not load library ... ModuleNotFoundError": nothing is wrong, and the
-    # start-up line names the FAISS build instead. Alembic announces each of its plugins at INFO.
-    for quiet in ("faiss.loader", "alembic.runtime.plugins"):
-        logging.getLogger(quiet).setLevel(logging.WARNING)
+    configure_logging()  # before the app's imports: see app.logs
     try:
         settings = load_settings()
     except SettingsError as exc:

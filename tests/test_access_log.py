@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from app import serve
 from app.access_log import AccessLog
-from tests.helpers import make_client
+from tests.helpers import REPO, make_client
 
 LINE = re.compile(r'^(?P<client>\S+) - "(?P<request>[^"]+)" (?P<status>\d{3}|-) (?P<ms>\d+\.\d) ms$')
 
@@ -173,3 +175,16 @@ def test_sketch_server_turns_uvicorn_s_own_access_log_off(monkeypatch: pytest.Mo
     monkeypatch.setattr(sys, "argv", ["sketch-server", "--port", "8123"])
     serve.main()
     assert ran["access_log"] is False and ran["port"] == 8123
+
+
+def test_the_image_entry_point_logs_like_sketch_server_and_keeps_faiss_quiet(tmp_path: Path) -> None:
+    # `uvicorn app.asgi:app` (the image's command) configures nothing for the app's loggers itself
+    code = "import logging, app.asgi; logging.getLogger('app').info('start-up report')"
+    env = {**os.environ, "SKETCH_DATA_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    line = r"^\d{4}-\d\d-\d\d [\d:,]+ INFO app: start-up report$"
+    assert re.search(line, result.stderr, re.M), result.stderr
+    assert "faiss.loader" not in result.stderr and "Could not load library" not in result.stderr

@@ -1,0 +1,22 @@
+"""How the service logs, for both entry points (`sketch-server` and `uvicorn app.asgi:app`, the image's
+command): one root handler to stderr at INFO, so the start-up report (which device and backend run the
+network, where FAISS searches, why admin is disabled) and the access log reach `docker compose logs`.
+
+Set before the app's imports, which is when two libraries speak: FAISS's loader tries instruction-set
+variants this wheel does not ship (it dispatches to AVX2/AVX-512 at run time from one library) and
+reports each miss as "Could not load library ... ModuleNotFoundError": nothing is wrong, and the
+start-up line names the FAISS build instead. Alembic announces each of its plugins at INFO.
+"""
+
+from __future__ import annotations
+
+import logging
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+QUIET = ("faiss.loader", "alembic.runtime.plugins")  # INFO from these says nothing a reader needs
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format=FORMAT)
+    for name in QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
