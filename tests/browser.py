@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +17,7 @@ from app.main import create_app
 from benchmarks.common import free_port
 from catalog.builder import GalleryBuilder
 from catalog.settings import load_settings
-from tests.helpers import CHECKPOINT, photos_of
+from tests.helpers import CHECKPOINT, photos_of, wait_until
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -50,10 +49,12 @@ def served_demo(
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 120
-    while not getattr(app.state, "service", None) or not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.2)
+
+    def started() -> bool:
+        assert thread.is_alive(), "the server stopped while starting"
+        return bool(getattr(app.state, "service", None)) and server.started
+
+    wait_until(started, "the server to start")
     try:
         state = app.state.service
         GalleryBuilder(state.settings, state.sessions, state.encoder, show_progress=False).build(

@@ -8,9 +8,11 @@ import shutil
 import struct
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import httpx
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
@@ -28,6 +30,33 @@ SKETCHY = SHARED / "data" / "sketchy-subset"
 CHECKPOINT = REPO / "checkpoints" / "cscan-sketchy-64.safetensors"
 TOKEN = "s3cret-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+T = TypeVar("T")
+
+
+def wait_until(
+    check: Callable[[], T],
+    what: str,
+    timeout: float = 120,
+    every: float = 0.2,
+    ignoring: tuple[type[Exception], ...] = (),
+) -> T:
+    """``check()``'s first truthy answer, asked every ``every`` seconds: the tests' one polling loop.
+    Errors in ``ignoring`` count as not yet (a server still starting). AssertionError saying ``what``
+    was awaited, and the last answer, after ``timeout`` seconds; an assertion in ``check`` (a process
+    that died meanwhile) fails at once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last: object
+        try:
+            last = answer = check()
+        except ignoring as exc:
+            last = exc
+        else:
+            if answer:
+                return answer
+        assert time.monotonic() < deadline, f"waited {timeout:g} s for {what}; last: {last!r}"
+        time.sleep(every)
 
 
 def photos_of(sketchy: Path, classes: tuple[str, ...], dest: Path, per_class: int = 25) -> list[Path]:
@@ -81,6 +110,12 @@ def wait_for_job(client: TestClient, job_id: int, timeout: float = 120) -> dict[
             return job  # type: ignore[no-any-return]
         time.sleep(0.1)
     raise AssertionError(f"job {job_id} did not finish")
+
+
+def finished_job(base: str, job_id: int, headers: dict[str, str]) -> dict[str, Any] | None:
+    """The job, read over HTTP, once it has succeeded or failed; None while it runs (``wait_until``)."""
+    job: dict[str, Any] = httpx.get(f"{base}/admin/jobs/{job_id}", headers=headers).json()
+    return job if job["state"] in ("succeeded", "failed") else None
 
 
 def make_client(tmp_path: Path, checkpoint: Path, url: str | None = None, **overrides: Any) -> TestClient:

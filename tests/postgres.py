@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -18,6 +17,7 @@ from pathlib import Path
 import psycopg
 
 from benchmarks.common import free_port
+from tests.helpers import wait_until
 
 UNPRIVILEGED_USER = "nobody"
 
@@ -66,15 +66,12 @@ def postgres_server() -> Iterator[str]:
 
     def start() -> None:
         _run([*pg_ctl, "-o", opts, "-w", "-t", "60", "-l", str(base / "log"), "start"], user)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres").close()
-                return
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+
+        def connects() -> bool:
+            psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres").close()
+            return True
+
+        wait_until(connects, "PostgreSQL to accept connections", 30, ignoring=(psycopg.OperationalError,))
 
     def stop() -> None:
         _run([*pg_ctl, "-m", "immediate", "-w", "stop"], user)

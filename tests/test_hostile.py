@@ -35,6 +35,7 @@ from tests.helpers import (
     png_bytes,
     sketch_png,
     wait_for_job,
+    wait_until,
 )
 
 CLASSES = ("cat", "teapot")
@@ -226,10 +227,7 @@ def test_unauthenticated_admin_requests_are_refused_before_their_body(
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 60
-        while not server.started:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until(lambda: server.started, "uvicorn to start", 60, every=0.1)
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
             sock.sendall(
                 b"POST /admin/galleries/x/images HTTP/1.1\r\nHost: t\r\n"

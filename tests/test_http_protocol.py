@@ -7,7 +7,6 @@ import re
 import socket
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,6 +19,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from app import serve
 from app.http_protocol import FLUSH_BYTES, JoinedWrites, OneWriteHttpTools
 from benchmarks.common import free_port
+from tests.helpers import wait_until
 
 
 class Recording:
@@ -184,10 +184,12 @@ def served(protocol: type[HttpToolsProtocol], asgi: Any = app) -> Iterator[int]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)
+
+    def started() -> bool:
+        assert thread.is_alive(), "uvicorn stopped while starting"
+        return bool(server.started)
+
+    wait_until(started, "uvicorn to start", 20, every=0.02)
     try:
         yield port
     finally:
@@ -275,9 +277,7 @@ def test_a_complete_answer_is_written_before_the_apps_work_after_it() -> None:
     with served(OneWriteHttpTools, works_after_answering) as port:
         assert exchange(port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", b"ok").startswith(b"HTTP/1.1 200")
         RELEASED.set()
-        deadline = time.monotonic() + 20
-        while not WAITED and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: WAITED, "the app's work after its answer", 20, every=0.01)
     assert WAITED == [True]
 
 

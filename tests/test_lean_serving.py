@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -24,7 +23,17 @@ from model.factory import build_model, load_encoder
 from model.onnx_encoder import TorchRequired, load_onnx_encoder
 from model.onnx_export import export_graphs
 from model.onnx_runtime import graph_path
-from tests.helpers import AUTH, CHECKPOINT, REPO, TOKEN, make_client, photos_of, wait_until_serving
+from tests.helpers import (
+    AUTH,
+    CHECKPOINT,
+    REPO,
+    TOKEN,
+    finished_job,
+    make_client,
+    photos_of,
+    wait_until,
+    wait_until_serving,
+)
 
 # What the CPU image lacks, simulated: these imports fail in the child process as they do in the image.
 NO_TORCH = f"import sys; sys.modules.update(dict.fromkeys({training_only_modules()!r}, None)); "
@@ -196,22 +205,14 @@ def test_the_service_and_its_worker_run_without_pytorch(
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_serving(base, server, "/healthz", log=log)
-        deadline = time.monotonic() + 120  # for the reindex and the index load below
         r = httpx.post(
             f"{base}/admin/galleries", json={"name": "g", "source_dir": str(gallery)}, headers=AUTH
         )
         assert r.status_code == 201, r.text
         job_id = httpx.post(f"{base}/admin/galleries/g/reindex", headers=AUTH).json()["job_id"]
-        while (job := httpx.get(f"{base}/admin/jobs/{job_id}", headers=AUTH).json())["state"] not in (
-            "succeeded",
-            "failed",
-        ):
-            assert time.monotonic() < deadline, job
-            time.sleep(0.3)
+        job = wait_until(lambda: finished_job(base, job_id, AUTH), f"job {job_id} to finish", every=0.3)
         assert job["state"] == "succeeded" and job["total"] == 18, job
-        while httpx.get(f"{base}/readyz").status_code != 200:
-            assert time.monotonic() < deadline, "the index was never loaded"
-            time.sleep(0.3)
+        wait_until(lambda: httpx.get(f"{base}/readyz").status_code == 200, "the index to load", every=0.3)
         files = {"file": ("cat.png", sketch, "image/png")}
         lean = httpx.post(f"{base}/search?k=6&gallery=g", files=files).json()
         explained = httpx.post(f"{base}/search?k=6&gallery=g&explain=1", files=files, timeout=60).json()

@@ -30,7 +30,7 @@ from catalog.ray_encoding import RayOptions, ray_options
 from catalog.settings import Settings, load_settings
 from catalog.worker import Worker
 from model.factory import load_encoder
-from tests.helpers import CHECKPOINT, REPO, photos_of
+from tests.helpers import CHECKPOINT, REPO, photos_of, wait_until
 
 pytestmark = pytest.mark.slow
 ACTOR = "MapBatches(PhotoEncoderActor)"
@@ -130,10 +130,7 @@ def test_ray_build_matches_the_single_process_build(
     def leftovers() -> set[Path]:
         return set(Path(tempfile.gettempdir()).glob("sketch-ray-*")) - copies_before
 
-    deadline = time.monotonic() + 120
-    while leftovers() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not leftovers()
+    wait_until(lambda: not leftovers(), "the actors' scratch folders to go", every=0.5)
 
 
 def actor_pids() -> set[int]:

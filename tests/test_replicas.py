@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,22 +14,13 @@ import httpx
 import pytest
 
 from benchmarks.common import free_port
-from tests.helpers import TOKEN, photos_of
+from tests.helpers import TOKEN, photos_of, wait_until
 
 pytestmark = pytest.mark.postgres
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def wait_until(check, what: str, timeout: float = 120) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if check():
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, what
-        time.sleep(0.3)
+POLL: dict = {"every": 0.3, "ignoring": (httpx.TransportError,)}  # a replica (re)starting refuses
 
 
 @pytest.fixture
@@ -63,7 +53,9 @@ def replicas(tmp_path: Path, postgres_url: str, tiny_checkpoint: Path) -> Iterat
     try:
         for url, proc in zip(urls, procs, strict=True):
             wait_until(
-                lambda u=url, p=proc: p.poll() is None and httpx.get(f"{u}/healthz").status_code == 200, "api"
+                lambda u=url, p=proc: p.poll() is None and httpx.get(f"{u}/healthz").status_code == 200,
+                "api",
+                **POLL,
             )
         yield urls
     finally:
@@ -84,6 +76,7 @@ def test_two_replicas_serve_the_same_new_version(replicas: list[str], tmp_path: 
         wait_until(
             lambda: httpx.get(f"{url}/admin/jobs/{job_id}", headers=AUTH).json()["state"] == "succeeded",
             "job",
+            **POLL,
         )
         with httpx.Client() as client:
             versions = client.get(f"{url}/admin/index", headers=AUTH).json()
@@ -97,11 +90,11 @@ def test_two_replicas_serve_the_same_new_version(replicas: list[str], tmp_path: 
         return body.get("index_version", -1), len(body.get("results", []))
 
     first = reindex_through(b)  # asked of b, run by a's worker
-    wait_until(lambda: served(a) == served(b) == (first, 8), "both replicas serve version 1")
+    wait_until(lambda: served(a) == served(b) == (first, 8), "both replicas serve version 1", **POLL)
     for photo in sorted((sketchy / "photo" / "tx_000000000000" / "fish").glob("*.jpg"))[:3]:
         shutil.copy(photo, source / photo.name)
     second = reindex_through(a)
     assert second != first
-    wait_until(lambda: served(a) == served(b) == (second, 11), "both replicas serve the new version")
+    wait_until(lambda: served(a) == served(b) == (second, 11), "both replicas serve the new version", **POLL)
     galleries = [httpx.get(f"{url}/galleries").json() for url in (a, b)]
     assert galleries[0] == galleries[1] == [{"name": "g", "indexed": True, "image_count": 11}]
