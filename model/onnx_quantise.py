@@ -22,7 +22,10 @@ from model.hashing import binarise
 from model.onnx_runtime import INT8_WEIGHT_BITS, PHOTO_INT8, graph_path, session_for
 
 CALIBRATION_BATCH = 8
-WEIGHT_BITS = 7  # reduce_range: see quantise_photo_branch
+# 7-bit weights (quantize_static's reduce_range): a CPU without VNNI (AVX2, AVX-512 without it) sums
+# uint8 x int8 pairs into int16 and saturates with full 8-bit weights, which flipped whole bits of a
+# photo's code on an AVX2 host; VNNI machines lose almost nothing.
+WEIGHT_BITS = 7
 
 
 def _photo_bits(graph: Path, photos: np.ndarray, edges: np.ndarray | None) -> np.ndarray:
@@ -101,10 +104,7 @@ def quantise_photo_branch(
                     Photos(),
                     quant_format=QuantFormat.QOperator,  # QDQ runs slower than float32 on these kernels
                     per_channel=True,
-                    # 7-bit weights: a CPU without VNNI (AVX2, AVX-512 without it) sums uint8 x int8
-                    # pairs into int16 and saturates with full 8-bit weights, which flipped whole
-                    # bits of a photo's code on an AVX2 host; VNNI machines lose almost nothing.
-                    reduce_range=True,
+                    reduce_range=WEIGHT_BITS == 7,  # see WEIGHT_BITS
                     activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8,
                 )

@@ -73,7 +73,7 @@ def weight_bits(session: Any) -> int | None:
     """The bits of a quantised graph's weights as ``model.onnx_quantise`` records them (7), None for
     a graph that does not say (float32, or quantised before they were recorded: 8)."""
     value = session.get_modelmeta().custom_metadata_map.get(INT8_WEIGHT_BITS)
-    return int(value) if value is not None else None
+    return int(value) if value is not None and value.isdigit() else None  # unreadable: unknown
 
 
 def _feeds(names: list[str], photos: np.ndarray, edges: np.ndarray | None, use_edge: bool) -> dict:
@@ -123,11 +123,13 @@ class OnnxBranches:
             )
         self._sketch = session_for(graph_path(folder, checksum, "sketch"), threads)
         self._photo = session_for(photo, threads)
-        if photo_precision == PhotoPrecision.INT8 and not weight_bits(self._photo):
+        bits = weight_bits(self._photo) if photo_precision == PhotoPrecision.INT8 else None
+        if photo_precision == PhotoPrecision.INT8 and (bits is None or bits > 7):
             log.warning(
                 "%s was quantised with 8-bit weights, whose int16 sums saturate on a CPU without VNNI "
                 "(about 1%% of a code's bits flip): remake it with 'indexer export-onnx --out %s "
-                "--int8-calibration PHOTO_FOLDER'",
+                "--int8-calibration PHOTO_FOLDER' (where PyTorch is installed), then reindex the "
+                "galleries built with it",
                 photo,
                 folder,
             )

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
@@ -40,11 +39,12 @@ def wait_until(
     timeout: float = 120,
     every: float = 0.2,
     ignoring: tuple[type[Exception], ...] = (),
+    until: Callable[[T], object] = bool,
 ) -> T:
-    """``check()``'s first truthy answer, asked every ``every`` seconds: the tests' one polling loop.
-    Errors in ``ignoring`` count as not yet (a server still starting). AssertionError saying ``what``
-    was awaited, and the last answer, after ``timeout`` seconds; an assertion in ``check`` (a process
-    that died meanwhile) fails at once."""
+    """``check()``'s first answer that ``until`` accepts (the first truthy one), asked every ``every``
+    seconds: the tests' one polling loop. Errors in ``ignoring`` count as not yet (a server still
+    starting). AssertionError saying ``what`` was awaited, and the last answer, after ``timeout``
+    seconds; an assertion in ``check`` (a process that died meanwhile) fails at once."""
     deadline = time.monotonic() + timeout
     while True:
         last: object
@@ -53,7 +53,7 @@ def wait_until(
         except ignoring as exc:
             last = exc
         else:
-            if answer:
+            if until(answer):
                 return answer
         assert time.monotonic() < deadline, f"waited {timeout:g} s for {what}; last: {last!r}"
         time.sleep(every)
@@ -102,20 +102,20 @@ def error_code(response: Any) -> str:
     return str(body["error"]["code"])
 
 
+def job_finished(job: dict[str, Any]) -> bool:
+    """Whether a job (as GET /admin/jobs/{id} answers) has succeeded or failed."""
+    return job["state"] in ("succeeded", "failed")
+
+
 def wait_for_job(client: TestClient, job_id: int, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/admin/jobs/{job_id}", headers=AUTH).json()
-        if job["state"] in ("succeeded", "failed"):
-            return job  # type: ignore[no-any-return]
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish")
-
-
-def finished_job(base: str, job_id: int, headers: dict[str, str]) -> dict[str, Any] | None:
-    """The job, read over HTTP, once it has succeeded or failed; None while it runs (``wait_until``)."""
-    job: dict[str, Any] = httpx.get(f"{base}/admin/jobs/{job_id}", headers=headers).json()
-    return job if job["state"] in ("succeeded", "failed") else None
+    """The job once it has finished (``job_finished``); the timeout's message shows it as it last was."""
+    return wait_until(
+        lambda: client.get(f"/admin/jobs/{job_id}", headers=AUTH).json(),
+        f"job {job_id} to finish",
+        timeout,
+        every=0.1,
+        until=job_finished,
+    )
 
 
 def make_client(tmp_path: Path, checkpoint: Path, url: str | None = None, **overrides: Any) -> TestClient:

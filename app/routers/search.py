@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile
+from python_multipart.multipart import parse_options_header
+from starlette.requests import ClientDisconnect
 
 from app import search_service
 from app.deps import State, service_of
 from app.errors import APIError
+from app.limits import BodyTooLarge
 from app.schemas import DbId, GalleryInfo, SearchResponse, error_responses
 
 router = APIRouter(tags=["search"])
@@ -44,34 +47,45 @@ LabelFilter = Annotated[
 ]
 
 
-FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+# What Starlette parses as a form (python-multipart's reading of the header, as Starlette's): such a
+# body is consumed by the form parser, so it cannot also be read as the sketch.
+FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
+HOW = "send the PNG sketch as the form field 'file', or as the whole body with Content-Type image/png"
 
-# The PNG as the whole body, documented beside the multipart form FastAPI documents from ``file``.
+# The PNG as the whole body, documented beside the multipart form FastAPI documents from ``file``;
+# one of the two is required.
 RAW_SKETCH = {
     "requestBody": {
+        "required": True,
         "content": {
             "image/png": {
-                "schema": {"type": "string", "format": "binary"},
+                "schema": {"type": "string", "contentMediaType": "image/png"},  # OpenAPI 3.1, as FastAPI's
                 "example": "(the PNG file's bytes)",
             }
-        }
+        },
     }
 }
 
 
 async def sketch_bytes(request: Request, file: UploadFile | None) -> bytes:
     """The sketch: the multipart field ``file``, or else the whole body (``Content-Type: image/png``,
-    what the drawing page sends: no form to parse, a measurable share of a lone search). A form
-    without ``file``, or an empty body, is APIError 422 ``no_sketch``; what the bytes are is
-    ``decode_sketch``'s check (415 ``not_png``)."""
+    what the drawing page sends: no form to parse, a measurable share of a lone search). Raises
+    APIError 422 ``no_sketch`` for a form without ``file`` or an empty body, 413 ``too_large`` past
+    the body limit, 400 ``incomplete_body`` when the client left before sending all of it (the page
+    aborts a search a newer one replaces); what the bytes are is ``decode_sketch``'s check (415
+    ``not_png``)."""
     if file is not None:
         return await file.read()
-    how = "send the PNG sketch as the form field 'file', or as the whole body with Content-Type image/png"
-    if request.headers.get("content-type", "").lower().startswith(FORM_TYPES):
-        raise APIError(422, "no_sketch", f"the form has no field 'file': {how}")
-    body = await request.body()
+    if parse_options_header(request.headers.get("content-type"))[0] in FORM_TYPES:
+        raise APIError(422, "no_sketch", f"the form has no field 'file': {HOW}")
+    try:
+        body = await request.body()
+    except BodyTooLarge:  # answered by BodySizeLimit with its limit; raised here so no 500 is counted
+        raise APIError(413, "too_large", "the upload is larger than the limit") from None
+    except ClientDisconnect:
+        raise APIError(400, "incomplete_body", "the request ended before its body was complete") from None
     if not body:
-        raise APIError(422, "no_sketch", f"the request has no sketch: {how}")
+        raise APIError(422, "no_sketch", f"the request has no sketch: {HOW}")
     return body
 
 
@@ -83,13 +97,14 @@ async def sketch_bytes(request: Request, file: UploadFile | None) -> bytes:
 )
 async def search(
     request: Request,  # not the State dependency: solving one is a measurable share of a search
+    # Typed as a file, not "a file or null", so the form's schema stays a file (Swagger UI's picker).
     file: Annotated[
-        UploadFile | None,
+        UploadFile,
         File(
             description="PNG sketch: dark strokes on a light or transparent background (or the PNG "
             "as the whole body, Content-Type image/png)"
         ),
-    ] = None,
+    ] = None,  # type: ignore[assignment]
     k: K = 20,
     gallery: Annotated[str | None, Query(max_length=128)] = None,
     label: LabelFilter = None,

@@ -259,8 +259,15 @@ async function search() {
   // the PNG as the whole body: no multipart form for the server to parse (the server reads the bytes
   // and refuses anything that is not a PNG, whatever the header says). Its bytes, not the File itself:
   // Chromium's DevTools drops the answer's body when a request's body is a file-backed Blob.
-  const body = await blob.arrayBuffer();
-  const init = { method: "POST", body, headers: { "Content-Type": "image/png" } };
+  let png;
+  try {
+    png = await blob.arrayBuffer();
+  } catch (err) { // an uploaded file moved or changed on disk since it was chosen
+    forgetAnswer();
+    setStatus(`Could not read the sketch: ${err.message}`, true);
+    return;
+  }
+  const init = { method: "POST", body: png, headers: { "Content-Type": "image/png" } };
   await request(`/search?${params}`, init, (body) => {
     showGuesses(body.guesses, body.label);
     showSketchHeat(body.explanation);
