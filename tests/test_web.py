@@ -171,6 +171,58 @@ def test_more_like_this(server: str, page) -> None:  # type: ignore[no-untyped-d
     assert page.locator("#guesses .chip").count() == 5
 
 
+# The next sketch read (Blob.arrayBuffer) takes 1.5 s, as a large upload on a slow disk may; `read` is
+# set once it is done, so a test can tell when the slow search would have sent its request.
+SLOW_READ = """() => {
+  const read = Blob.prototype.arrayBuffer;
+  window.read = false;
+  Blob.prototype.arrayBuffer = function () {
+    Blob.prototype.arrayBuffer = read;
+    const late = new Promise((r) => setTimeout(r, 1500)).then(() => read.call(this));
+    return late.finally(() => { window.read = true; });
+  };
+}"""
+
+
+def searches_sent(page) -> list[str]:  # type: ignore[no-untyped-def]
+    """The sketch searches (POST /search, not /search/similar) the page sends from now on, as a list
+    that fills as they go."""
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url) if "/search?" in r.url and r.method == "POST" else None)
+    return sent
+
+
+def test_a_newer_query_is_not_overtaken_by_an_older_one_still_reading_its_sketch(server: str, page) -> None:  # type: ignore[no-untyped-def]
+    page.goto(server + "/")
+    upload_sketch(page, "teapot")
+    page.wait_for_selector("#results li", timeout=30_000)
+    page.evaluate(SLOW_READ)
+    sent = searches_sent(page)
+    page.get_by_role("button", name="Search").click()  # reads the sketch for 1.5 s
+    page.locator("#results li").first.get_by_role("button", name="More photos like").click()
+    page.wait_for_function("() => window.read", timeout=10_000)
+    page.wait_for_timeout(1000)  # time for an overtaking search to be sent and answered
+    # the older search gave way: it neither replaced the newer answer nor aborted its request
+    assert sent == []
+    assert "photos like" in page.locator("#status").inner_text()
+    assert page.locator("#results li").count() == 24
+
+
+def test_clear_while_a_search_is_under_way_leaves_the_page_clear(server: str, page) -> None:  # type: ignore[no-untyped-def]
+    page.goto(server + "/")
+    upload_sketch(page, "teapot")
+    page.wait_for_selector("#results li", timeout=30_000)
+    page.evaluate(SLOW_READ)
+    sent = searches_sent(page)
+    page.get_by_role("button", name="Search").click()
+    page.get_by_role("button", name="Clear").click()
+    page.wait_for_function("() => window.read", timeout=10_000)
+    page.wait_for_timeout(1000)
+    assert sent == []
+    assert page.locator("#results li").count() == 0
+    assert page.locator("#status").inner_text() == ""
+
+
 def test_attention_overlays(server: str, page) -> None:  # type: ignore[no-untyped-def]
     page.goto(server + "/")
     page.check("#explain")

@@ -23,6 +23,13 @@ const strokes = []; // each: {width, points: [[x, y], ...]}
 let current = null;
 let debounce = null;
 let inFlight = null;
+// Queries are numbered: one that wakes from reading its sketch after a newer query began (or after
+// Clear) gives way, rather than start its request then and abort the newer one's.
+let query = 0;
+function newQuery() {
+  clearTimeout(debounce); // a pen-up search still pending would only repeat or contradict this one
+  return ++query;
+}
 let label = null; // the chosen "looks like" chip, or null
 let uploaded = null; // the uploaded PNG: searched as it is while nothing is drawn on top of it
 let background = null; // the uploaded sketch as drawn under the strokes: {image, x, y, w, h} in canvas pixels
@@ -110,6 +117,8 @@ function undo() {
   else clearAll();
 }
 function clearAll() {
+  newQuery();
+  if (inFlight) inFlight.abort(); // its answer would land on the cleared page
   strokes.length = 0;
   uploaded = null;
   background = null;
@@ -248,11 +257,13 @@ function baseParams() {
 }
 
 async function search() {
+  const mine = newQuery();
   rerun = search;
   // an upload with nothing drawn on it goes as it is (the canvas shows it scaled); else the whole canvas
   const asIs = uploaded && !strokes.length ? uploaded : null;
+  const where = asIs && background ? background : { x: 0, y: 0, w: pad.width, h: pad.height };
   const blob = asIs || (await canvasBlob());
-  sent = asIs && background ? background : { x: 0, y: 0, w: pad.width, h: pad.height };
+  if (mine !== query) return;
   const params = baseParams();
   if (explainBox.checked) params.set("explain", "1");
   queryNote.hidden = true;
@@ -263,10 +274,13 @@ async function search() {
   try {
     png = await blob.arrayBuffer();
   } catch (err) { // an uploaded file moved or changed on disk since it was chosen
+    if (mine !== query) return;
     forgetAnswer();
     setStatus(`Could not read the sketch: ${err.message}`, true);
     return;
   }
+  if (mine !== query) return;
+  sent = where;
   const init = { method: "POST", body: png, headers: { "Content-Type": "image/png" } };
   await request(`/search?${params}`, init, (body) => {
     showGuesses(body.guesses, body.label);
@@ -280,6 +294,7 @@ async function search() {
 }
 
 async function moreLike(match) {
+  newQuery();
   label = null;
   rerun = () => moreLike(match);
   await request(`/search/similar/${match.image_id}?${baseParams()}`, { method: "POST" }, (body) => {
