@@ -18,7 +18,7 @@ from app.admin_service import MAX_UPLOAD_FILES
 from app.errors import install_error_handlers
 from app.guards import AdminTokenFirst, SecurityHeaders
 from app.limits import MULTIPART_SLACK, BodySizeLimit
-from app.metrics import Metrics, RequestMetrics
+from app.metrics import DocumentedRoutes, Metrics, RequestMetrics
 from app.routers import admin, health, images, search
 from app.state import ServiceState
 from app.static_pages import PagesOrMethodNotAllowed
@@ -171,7 +171,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if STATIC.is_dir():
         app.mount("/", PagesOrMethodNotAllowed(directory=STATIC, html=True, routes=app.routes), name="static")
     upload_limit = settings.max_upload_bytes + MULTIPART_SLACK
-    app.add_middleware(RequestMetrics, metrics=metrics)  # innermost: what the routes and pages answer
     app.add_middleware(
         BodySizeLimit,
         limits={"/search": upload_limit, "/admin/galleries": upload_limit * MAX_UPLOAD_FILES},
@@ -180,6 +179,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         AdminTokenFirst, settings=settings, routes=app.routes
     )  # outside the body limit: 401 before reading
+    # outside both guards: their refusals are counted as the client gets them
+    app.add_middleware(RequestMetrics, metrics=metrics, routes=DocumentedRoutes(app.openapi))
     app.add_middleware(SecurityHeaders)
     if settings.access_log:
         app.add_middleware(AccessLog)  # outermost: refused requests are logged too

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.response_status import ResponseStatus
@@ -105,13 +108,17 @@ class RequestMetrics:
     """Counts requests and times them by route, as plain ASGI (Starlette's ``@app.middleware("http")``
     adds a task group and a streamed response to every request: a measurable share of a search).
 
+    It sits outside the guards that answer before the router (the body limit, the admin token), so
+    their 413s and 401s are counted as the client got them, under the route they were meant for.
+
     The ``route`` label is the API route's path template, or for a page or asset the static mounts
     served, its own path. Anything else (404s above all) is "unmatched", so made-up paths cannot grow
     the label set without bound."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: DocumentedRoutes) -> None:
         self.app = app
         self.metrics = metrics
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -123,14 +130,42 @@ class RequestMetrics:
             await self.app(scope, receive, sent)
         finally:
             status = 500 if sent.status is None else sent.status  # what the error middleware answers
-            name = route_label(scope, status)
+            name = route_label(scope, status, self.routes)
             self.metrics.requests.labels(name, scope["method"], str(status)).inc()
             self.metrics.latency.labels(name).observe(time.perf_counter() - start)
             self.metrics.settle()  # the search's stages: its answer has gone out
 
 
-def route_label(scope: Scope, status: int) -> str:
+class DocumentedRoutes:
+    """The API's path templates as its OpenAPI document lists them (``openapi``: the app's ``openapi``
+    method, read at the first refusal), matched against a request: the route a request refused before
+    the router saw it was meant for. The router's own routes cannot say: FastAPI's included routers
+    match a path without naming the route inside them."""
+
+    def __init__(self, openapi: Callable[[], dict[str, Any]]) -> None:
+        self._openapi = openapi
+        self._compiled: list[tuple[re.Pattern[str], frozenset[str], str]] | None = None
+
+    def template(self, scope: Scope) -> str | None:
+        """The template (e.g. ``/admin/galleries/{name}/reindex``) of the documented operation this
+        request's method and path name, or None."""
+        if self._compiled is None:
+            self._compiled = [
+                (compile_path(path)[0], frozenset(method.upper() for method in operations), path)
+                for path, operations in self._openapi()["paths"].items()
+            ]
+        path = str(scope["path"]).removeprefix(str(scope.get("root_path") or ""))
+        for pattern, methods, template in self._compiled:
+            if scope["method"] in methods and pattern.match(path):
+                return template
+        return None
+
+
+def route_label(scope: Scope, status: int, routes: DocumentedRoutes) -> str:
     route = scope.get("route")  # the router leaves the matched route in the request's scope
     if route is not None and hasattr(route, "path"):
         return str(route.path)
-    return str(scope["path"]) if status < 400 else "unmatched"
+    if status < 400:
+        return str(scope["path"])  # a page or an asset
+    # Refused before the router saw it (the body limit, the admin token): the route it was meant for.
+    return routes.template(scope) or "unmatched"

@@ -243,10 +243,37 @@ def test_oversized_body_is_413(client: TestClient) -> None:
 
     r = client.post("/search", content=chunks(), headers={"Content-Type": "image/png"})
     assert r.status_code == 413 and error_code(r) == "too_large"
-    # the route answered it: counted as the 413 it was, not as a server error
+    boundary = "sketch-boundary"
+    form = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\n'
+        f"Content-Type: image/png\r\n\r\n".encode()
+        + big
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+
+    def form_chunks() -> Iterator[bytes]:  # a form streamed in: the form parser meets the limit
+        yield from (form[i : i + 65536] for i in range(0, len(form), 65536))
+
+    form_type = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    r = client.post("/search", content=form_chunks(), headers=form_type)
+    assert r.status_code == 413 and error_code(r) == "too_large"
+    # each counted as the 413 the client got, under its route: refused on the declared length before
+    # the router saw it, or found out while streaming in (not the form parser's 400, nor a server error)
     text = client.get("/metrics").text
-    assert 'sketch_requests_total{method="POST",route="/search",status="413"} 1.0' in text
-    assert 'status="500"' not in text
+    assert 'sketch_requests_total{method="POST",route="/search",status="413"} 4.0' in text
+    assert 'status="500"' not in text and 'status="400"' not in text
+
+
+def test_an_admin_request_refused_before_routing_is_counted_under_its_route(client: TestClient) -> None:
+    r = client.post("/admin/galleries", json={"name": "x"})
+    assert r.status_code == 401 and error_code(r) == "unauthorized"
+    r = client.post("/admin/galleries", json={"name": "x"}, headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401
+    text = client.get("/metrics").text
+    assert 'sketch_requests_total{method="POST",route="/admin/galleries",status="401"} 2.0' in text
+    # a made-up path still cannot grow the label set
+    assert client.post("/admin/galleries/x/made-up").status_code in (404, 405)
+    assert "made-up" not in client.get("/metrics").text
 
 
 def test_bad_parameters_and_unknown_gallery(client: TestClient) -> None:
