@@ -1,9 +1,10 @@
 """ASGI entry point for process managers: `uvicorn app.asgi:app` (settings from SKETCH_* variables).
 
-uvicorn configures only its own loggers, so the service's logging is set here (``app.logs``), before the
-app's imports, as `sketch-server` sets it: the start-up report is what `docker compose logs api` shows."""
+uvicorn configures only its own loggers, so the service's logging is set here (``catalog.logs``),
+before the app's imports, as `sketch-server` sets it: the start-up report is what `docker compose logs
+api` shows."""
 
-from app.logs import configure_logging
+from catalog.logs import configure_logging
 
 configure_logging()
 

@@ -7,7 +7,7 @@ import sys
 
 import uvicorn
 
-from app.logs import configure_logging
+from catalog.logs import configure_logging
 from catalog.settings import SettingsError, load_settings
 
 
@@ -16,7 +16,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
-    configure_logging()  # before the app's imports: see app.logs
+    configure_logging()  # before the app's imports: see catalog.logs
     try:
         settings = load_settings()
     except SettingsError as exc:

@@ -16,6 +16,7 @@ from catalog.db.session import make_engine, make_session_factory
 from catalog.encoders import encoder_for
 from catalog.index_store import IndexFileError, IndexType, active_version, load_index
 from catalog.locks import BuildLocked
+from catalog.logs import configure_logging
 from catalog.ranking import search_codes
 from catalog.ray_encoding import RayOptions, ray_options
 from catalog.settings import Settings, get_settings
@@ -132,7 +133,7 @@ def worker(
     stale_after: Annotated[int, typer.Option(help="seconds without heartbeat before a job is retaken")] = 120,
 ) -> None:
     """Run queued reindex jobs (from the admin API) one at a time."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging()  # as the API logs: the two services' lines side by side in compose's logs
     settings = get_settings()
     sessions = _sessions(settings)
     builder = GalleryBuilder(

@@ -310,3 +310,8 @@ def test_container_commands_wire_up_against_postgres(
     # uvicorn as well (--no-access-log)
     searches = [line for line in log.splitlines() if '"POST /search?k=3 HTTP/1.1" 200' in line]
     assert len(searches) == 1 and re.search(r"app\.access: .* 200 \d+\.\d ms$", searches[0]), searches
+    # the worker logs as the API does (catalog.logs): compose's logs read alike, each line naming its logger
+    worker_lines = (tmp_path / "worker.log").read_text()
+    took = rf"^\d{{4}}-\d\d-\d\d [\d:,]+ INFO catalog\.worker: worker \S+ took job {job_id}$"
+    assert re.search(took, worker_lines, re.M), worker_lines
+    assert "Could not load library" not in worker_lines

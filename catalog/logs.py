@@ -1,6 +1,8 @@
-"""How the service logs, for both entry points (`sketch-server` and `uvicorn app.asgi:app`, the image's
-command): one root handler to stderr at INFO, so the start-up report (which device and backend run the
-network, where FAISS searches, why admin is disabled) and the access log reach `docker compose logs`.
+"""How the services log: the API's two entry points (`sketch-server` and `uvicorn app.asgi:app`, the
+image's command) and the reindex worker (`indexer worker`) alike: one root handler to stderr at INFO,
+each line naming its logger, so the start-up report (which device and backend run the network, where
+FAISS searches, why admin is disabled), the access log and the worker's jobs reach `docker compose
+logs` in one format.
 
 Set before the app's imports, which is when two libraries speak: FAISS's loader tries instruction-set
 variants this wheel does not ship (it dispatches to AVX2/AVX-512 at run time from one library) and
