@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -171,56 +172,94 @@ def test_more_like_this(server: str, page) -> None:  # type: ignore[no-untyped-d
     assert page.locator("#guesses .chip").count() == 5
 
 
-# The next sketch read (Blob.arrayBuffer) takes 1.5 s, as a large upload on a slow disk may; `read` is
-# set once it is done, so a test can tell when the slow search would have sent its request.
-SLOW_READ = """() => {
-  const read = Blob.prototype.arrayBuffer;
-  window.read = false;
-  Blob.prototype.arrayBuffer = function () {
-    Blob.prototype.arrayBuffer = read;
-    const late = new Promise((r) => setTimeout(r, 1500)).then(() => read.call(this));
-    return late.finally(() => { window.read = true; });
-  };
-}"""
+def slow_once(page, owner: str, name: str) -> None:  # type: ignore[no-untyped-def]
+    """The page's next call of ``owner.name`` (e.g. Blob.prototype.arrayBuffer) answers 1.5 s late, as
+    a large upload on a slow disk may; ``window.slowDone`` is set once it has."""
+    page.evaluate(
+        f"""() => {{
+  const owner = {owner}, original = owner.{name};
+  window.slowDone = false;
+  owner.{name} = function (...args) {{
+    owner.{name} = original;
+    const late = new Promise((r) => setTimeout(r, 1500)).then(() => original.apply(this ?? owner, args));
+    return late.finally(() => {{ window.slowDone = true; }});
+  }};
+}}"""
+    )
 
 
-def searches_sent(page) -> list[str]:  # type: ignore[no-untyped-def]
-    """The sketch searches (POST /search, not /search/similar) the page sends from now on, as a list
-    that fills as they go."""
+def sketch_searches(page) -> list[str]:  # type: ignore[no-untyped-def]
+    """The sketch searches (POST /search, not /search/similar) the page sends from now on: a list that
+    fills as they go."""
     sent: list[str] = []
     page.on("request", lambda r: sent.append(r.url) if "/search?" in r.url and r.method == "POST" else None)
     return sent
 
 
-def test_a_newer_query_is_not_overtaken_by_an_older_one_still_reading_its_sketch(server: str, page) -> None:  # type: ignore[no-untyped-def]
+@contextmanager
+def after_the_slow_call(page) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """The block, then the wait until ``slow_once``'s call has answered and whatever would follow it
+    (a search sent late, and its answer) has had time to happen."""
+    yield
+    page.wait_for_function("() => window.slowDone", timeout=10_000)
+    page.wait_for_timeout(1000)
+
+
+def searched_teapot(page, server: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """The page with a teapot sketch uploaded and searched, and ``sketch_searches`` from then on."""
     page.goto(server + "/")
     upload_sketch(page, "teapot")
     page.wait_for_selector("#results li", timeout=30_000)
-    page.evaluate(SLOW_READ)
-    sent = searches_sent(page)
-    page.get_by_role("button", name="Search").click()  # reads the sketch for 1.5 s
-    page.locator("#results li").first.get_by_role("button", name="More photos like").click()
-    page.wait_for_function("() => window.read", timeout=10_000)
-    page.wait_for_timeout(1000)  # time for an overtaking search to be sent and answered
+    return sketch_searches(page)
+
+
+def test_a_newer_query_is_not_overtaken_by_an_older_one_still_reading_its_sketch(server: str, page) -> None:  # type: ignore[no-untyped-def]
+    sent = searched_teapot(page, server)
+    slow_once(page, "Blob.prototype", "arrayBuffer")
+    with after_the_slow_call(page):
+        page.get_by_role("button", name="Search").click()  # reads the sketch for 1.5 s
+        page.locator("#results li").first.get_by_role("button", name="More photos like").click()
+        page.wait_for_function("() => document.querySelector('#status').textContent.includes('photos like')")
     # the older search gave way: it neither replaced the newer answer nor aborted its request
     assert sent == []
     assert "photos like" in page.locator("#status").inner_text()
-    assert page.locator("#results li").count() == 24
+    assert not page.locator("#query-note").is_hidden()  # "Photos like ...": the newer query's answer
 
 
 def test_clear_while_a_search_is_under_way_leaves_the_page_clear(server: str, page) -> None:  # type: ignore[no-untyped-def]
-    page.goto(server + "/")
-    upload_sketch(page, "teapot")
-    page.wait_for_selector("#results li", timeout=30_000)
-    page.evaluate(SLOW_READ)
-    sent = searches_sent(page)
-    page.get_by_role("button", name="Search").click()
-    page.get_by_role("button", name="Clear").click()
-    page.wait_for_function("() => window.read", timeout=10_000)
-    page.wait_for_timeout(1000)
+    sent = searched_teapot(page, server)
+    slow_once(page, "Blob.prototype", "arrayBuffer")
+    with after_the_slow_call(page):
+        page.get_by_role("button", name="Search").click()
+        page.get_by_role("button", name="Clear").click()
     assert sent == []
     assert page.locator("#results li").count() == 0
     assert page.locator("#status").inner_text() == ""
+
+
+def test_clear_while_an_upload_is_decoded_leaves_the_page_clear(server: str, page) -> None:  # type: ignore[no-untyped-def]
+    page.goto(server + "/")
+    sent = sketch_searches(page)
+    slow_once(page, "window", "createImageBitmap")
+    with after_the_slow_call(page):
+        upload_sketch(page, "teapot")  # decoded for 1.5 s
+        page.get_by_role("button", name="Clear").click()
+    assert sent == [] and page.evaluate("uploaded === null && background === null")
+    assert page.locator("#results li").count() == 0 and page.locator("#status").inner_text() == ""
+
+
+def test_a_cutoff_changed_just_after_drawing_searches_the_drawing(server: str, page) -> None:  # type: ignore[no-untyped-def]
+    sent = searched_teapot(page, server)
+    page.locator("#results li").first.get_by_role("button", name="More photos like").click()
+    page.wait_for_function("() => document.querySelector('#status').textContent.includes('photos like')")
+    box = page.locator("#pad").bounding_box()
+    page.mouse.move(box["x"] + 40, box["y"] + 40)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 200, box["y"] + 160, steps=8)
+    page.mouse.up()
+    page.check("#close-only")  # within the pen-up search's 400 ms: the drawing is what is searched again
+    page.wait_for_function("() => document.querySelector('#status').textContent.includes('matches')")
+    assert len(sent) == 1 and "min_similarity=" in sent[0]
 
 
 def test_attention_overlays(server: str, page) -> None:  # type: ignore[no-untyped-def]

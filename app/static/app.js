@@ -24,10 +24,12 @@ let current = null;
 let debounce = null;
 let inFlight = null;
 // Queries are numbered: one that wakes from reading its sketch after a newer query began (or after
-// Clear) gives way, rather than start its request then and abort the newer one's.
+// Clear) gives way, rather than start its request then and abort the newer one's. A new query also
+// stops the answer still coming for an older one, which would otherwise land over it.
 let query = 0;
 function newQuery() {
   clearTimeout(debounce); // a pen-up search still pending would only repeat or contradict this one
+  if (inFlight) inFlight.abort();
   return ++query;
 }
 let label = null; // the chosen "looks like" chip, or null
@@ -103,6 +105,7 @@ pad.addEventListener("pointermove", (e) => {
 function endStroke() {
   if (!current) return;
   current = null;
+  rerun = search; // the drawing is the query now: a cutoff change meanwhile searches it, not an older query
   clearTimeout(debounce);
   debounce = setTimeout(search, 400);
 }
@@ -117,8 +120,8 @@ function undo() {
   else clearAll();
 }
 function clearAll() {
-  newQuery();
-  if (inFlight) inFlight.abort(); // its answer would land on the cleared page
+  newQuery(); // a search under way, or its answer, would land on the cleared page
+  current = null; // cleared mid-stroke: the pointer's release searches nothing
   strokes.length = 0;
   uploaded = null;
   background = null;
@@ -154,11 +157,14 @@ document.getElementById("upload").addEventListener("change", async (e) => {
   const file = e.target.files[0];
   e.target.value = "";
   if (!file) return;
+  const mine = newQuery();
+  const shown = await loadSketch(file);
+  if (mine !== query) return; // cleared, or another file or query chosen, while this one was decoded
   strokes.length = 0;
   uploaded = file;
   label = null;
   sketchHeat.hidden = true;
-  background = await loadSketch(file);
+  background = shown;
   redraw();
   search();
 });
@@ -201,6 +207,7 @@ async function request(url, options, onOk) {
       response = await fetch(url, { ...options, signal });
     }
     const body = await response.json().catch(() => null);
+    if (signal.aborted) return; // stopped while its answer was read: a newer query (or Clear) took over
     if (!response.ok) {
       const message = body && body.error ? body.error.message : `the server answered ${response.status}`;
       forgetAnswer();
@@ -209,7 +216,7 @@ async function request(url, options, onOk) {
     }
     onOk(body);
   } catch (err) {
-    if (err.name === "AbortError") return; // a newer search took over
+    if (err.name === "AbortError" || signal.aborted) return; // a newer query (or Clear) took over
     forgetAnswer();
     setStatus(`Could not reach the server: ${err.message}`, true);
   }
