@@ -180,7 +180,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         AdminTokenFirst, settings=settings, routes=app.routes
     )  # outside the body limit: 401 before reading
     # outside both guards: their refusals are counted as the client gets them
-    app.add_middleware(RequestMetrics, metrics=metrics, routes=DocumentedRoutes(app.openapi))
+    app.add_middleware(RequestMetrics, metrics=metrics, routes=DocumentedRoutes(app.openapi()["paths"]))
     app.add_middleware(SecurityHeaders)
     if settings.access_log:
         app.add_middleware(AccessLog)  # outermost: refused requests are logged too

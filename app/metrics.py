@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
+import posixpath
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -112,8 +112,8 @@ class RequestMetrics:
     their 413s and 401s are counted as the client got them, under the route they were meant for.
 
     The ``route`` label is the API route's path template, or for a page or asset the static mounts
-    served, its own path. Anything else (404s above all) is "unmatched", so made-up paths cannot grow
-    the label set without bound."""
+    served, its own path written the plain way. Anything else (404s above all, and other spellings of
+    a page's path) is "unmatched", so made-up paths cannot grow the label set without bound."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, routes: DocumentedRoutes) -> None:
         self.app = app
@@ -137,28 +137,42 @@ class RequestMetrics:
 
 
 class DocumentedRoutes:
-    """The API's path templates as its OpenAPI document lists them (``openapi``: the app's ``openapi``
-    method, read at the first refusal), matched against a request: the route a request refused before
-    the router saw it was meant for. The router's own routes cannot say: FastAPI's included routers
-    match a path without naming the route inside them."""
+    """The API's path templates as its OpenAPI document lists them (``paths``: the document's
+    ``paths``), matched against a request: the route a request answered before the router saw it
+    (refused by the body limit or the admin token) was meant for. The router's own routes cannot say:
+    FastAPI's included routers match a path without naming the route inside them."""
 
-    def __init__(self, openapi: Callable[[], dict[str, Any]]) -> None:
-        self._openapi = openapi
-        self._compiled: list[tuple[re.Pattern[str], frozenset[str], str]] | None = None
+    def __init__(self, paths: Mapping[str, Mapping[str, Any]]) -> None:
+        self._compiled = [
+            (compile_path(path)[0], frozenset(method.upper() for method in operations), path)
+            for path, operations in paths.items()
+        ]
 
     def template(self, scope: Scope) -> str | None:
         """The template (e.g. ``/admin/galleries/{name}/reindex``) of the documented operation this
         request's method and path name, or None."""
-        if self._compiled is None:
-            self._compiled = [
-                (compile_path(path)[0], frozenset(method.upper() for method in operations), path)
-                for path, operations in self._openapi()["paths"].items()
-            ]
-        path = str(scope["path"]).removeprefix(str(scope.get("root_path") or ""))
+        path = _route_path(scope)
         for pattern, methods, template in self._compiled:
             if scope["method"] in methods and pattern.match(path):
                 return template
         return None
+
+
+def _route_path(scope: Scope) -> str:
+    """The request's path below the app's ``root_path``, as Starlette's router reads it."""
+    path, root = str(scope["path"]), str(scope.get("root_path") or "")
+    if root and (path == root or path.startswith(root + "/")):
+        return path[len(root) :]
+    return path
+
+
+def _page_label(path: str) -> str:
+    """A page's or an asset's path as its label when it is written the one plain way (one trailing
+    slash at most, no empty, '.' or '..' segments); else "unmatched". The static files are served
+    from any spelling of their path (``//app.js``, ``/x/%2e%2e/app.js``), and each spelling would be a
+    label of its own: a series of counters without bound."""
+    stem = path[:-1] if path.endswith("/") and path != "/" else path
+    return path if not stem.startswith("//") and posixpath.normpath(stem) == stem else "unmatched"
 
 
 def route_label(scope: Scope, status: int, routes: DocumentedRoutes) -> str:
@@ -166,6 +180,6 @@ def route_label(scope: Scope, status: int, routes: DocumentedRoutes) -> str:
     if route is not None and hasattr(route, "path"):
         return str(route.path)
     if status < 400:
-        return str(scope["path"])  # a page or an asset
-    # Refused before the router saw it (the body limit, the admin token): the route it was meant for.
+        return _page_label(_route_path(scope))  # a page or an asset
+    # Answered before the router saw it (the body limit, the admin token): the route it was meant for.
     return routes.template(scope) or "unmatched"

@@ -178,6 +178,12 @@ def test_favicon_and_metrics_name_the_pages(labelled: TestClient) -> None:
         assert f'sketch_requests_total{{method="GET",route="{route}",status="200"}} 1.0' in text, route
     # a made-up path adds no label of its own
     assert 'route="unmatched",status="404"} 2.0' in text and "no-such-page" not in text
+    # nor does another spelling of a page's path, though the page is served from it
+    for path in ("/%2e/app.js", "/a1/%2e%2e/app.js", "/app.js//", "/%2e/admin/"):
+        assert labelled.get(path).status_code == 200, path
+    text = labelled.get("/metrics").text
+    assert 'route="unmatched",status="200"} 4.0' in text
+    assert 'route="/app.js",status="200"} 1.0' in text and "a1" not in text and 'route="/./' not in text
 
 
 def test_guesses_say_whether_the_gallery_has_that_kind(labelled: TestClient) -> None:

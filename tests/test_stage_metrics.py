@@ -73,7 +73,7 @@ def test_a_requests_stages_are_recorded_after_its_answer_went_out() -> None:
         return {"type": "http.request", "body": b""}
 
     scope = {"type": "http", "method": "POST", "path": "/search", "headers": []}
-    middleware = RequestMetrics(endpoint, metrics, DocumentedRoutes(lambda: {"paths": {}}))
+    middleware = RequestMetrics(endpoint, metrics, DocumentedRoutes({}))
     asyncio.run(middleware(scope, receive, client_side))
     assert seen_at_body == [(0.0, 0.0)]
     assert observed(metrics, "sketch_search_stage_seconds", {"stage": "decode"}) == (1.0, 0.003)
