@@ -18,7 +18,7 @@ from app.admin_service import MAX_UPLOAD_FILES
 from app.errors import install_error_handlers
 from app.guards import AdminTokenFirst, SecurityHeaders
 from app.limits import MULTIPART_SLACK, BodySizeLimit
-from app.metrics import DocumentedRoutes, Metrics, RequestMetrics
+from app.metrics import Metrics, RequestMetrics, RouteTemplates
 from app.routers import admin, health, images, search
 from app.state import ServiceState
 from app.static_pages import PagesOrMethodNotAllowed
@@ -180,7 +180,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         AdminTokenFirst, settings=settings, routes=app.routes
     )  # outside the body limit: 401 before reading
     # outside both guards: their refusals are counted as the client gets them
-    app.add_middleware(RequestMetrics, metrics=metrics, routes=DocumentedRoutes(app.openapi()["paths"]))
+    app.add_middleware(RequestMetrics, metrics=metrics, routes=RouteTemplates(app.routes))
     app.add_middleware(SecurityHeaders)
     if settings.access_log:
         app.add_middleware(AccessLog)  # outermost: refused requests are logged too

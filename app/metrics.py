@@ -5,12 +5,12 @@ from __future__ import annotations
 import posixpath
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
 
+from fastapi.routing import iter_route_contexts
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from starlette.routing import compile_path
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.response_status import ResponseStatus
@@ -115,7 +115,7 @@ class RequestMetrics:
     served, its own path written the plain way. Anything else (404s above all, and other spellings of
     a page's path) is "unmatched", so made-up paths cannot grow the label set without bound."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, routes: DocumentedRoutes) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: RouteTemplates) -> None:
         self.app = app
         self.metrics = metrics
         self.routes = routes
@@ -136,34 +136,22 @@ class RequestMetrics:
             self.metrics.settle()  # the search's stages: its answer has gone out
 
 
-class DocumentedRoutes:
-    """The API's path templates as its OpenAPI document lists them (``paths``: the document's
-    ``paths``), matched against a request: the route a request answered before the router saw it
-    (refused by the body limit or the admin token) was meant for. The router's own routes cannot say:
-    FastAPI's included routers match a path without naming the route inside them."""
+class RouteTemplates:
+    """The app's routes (``routes``: ``app.routes``, those inside included routers as well, walked as
+    FastAPI's own OpenAPI builder walks them), matched against a request: the route a request answered
+    before the router saw it (refused by the body limit or the admin token) was meant for. The
+    top-level routes cannot say: an included router matches a path without naming the route inside."""
 
-    def __init__(self, paths: Mapping[str, Mapping[str, Any]]) -> None:
-        self._compiled = [
-            (compile_path(path)[0], frozenset(method.upper() for method in operations), path)
-            for path, operations in paths.items()
-        ]
+    def __init__(self, routes: Sequence[BaseRoute]) -> None:
+        self._routes = [route for route in iter_route_contexts(routes) if route.methods and route.path]
 
     def template(self, scope: Scope) -> str | None:
-        """The template (e.g. ``/admin/galleries/{name}/reindex``) of the documented operation this
-        request's method and path name, or None."""
-        path = _route_path(scope)
-        for pattern, methods, template in self._compiled:
-            if scope["method"] in methods and pattern.match(path):
-                return template
+        """The path template (e.g. ``/admin/galleries/{name}/reindex``) of the route that serves this
+        request's method and path, or None."""
+        for route in self._routes:
+            if route.matches(scope)[0] == Match.FULL:
+                return route.path
         return None
-
-
-def _route_path(scope: Scope) -> str:
-    """The request's path below the app's ``root_path``, as Starlette's router reads it."""
-    path, root = str(scope["path"]), str(scope.get("root_path") or "")
-    if root and (path == root or path.startswith(root + "/")):
-        return path[len(root) :]
-    return path
 
 
 def _page_label(path: str) -> str:
@@ -175,11 +163,11 @@ def _page_label(path: str) -> str:
     return path if not stem.startswith("//") and posixpath.normpath(stem) == stem else "unmatched"
 
 
-def route_label(scope: Scope, status: int, routes: DocumentedRoutes) -> str:
+def route_label(scope: Scope, status: int, routes: RouteTemplates) -> str:
     route = scope.get("route")  # the router leaves the matched route in the request's scope
     if route is not None and hasattr(route, "path"):
         return str(route.path)
     if status < 400:
-        return _page_label(_route_path(scope))  # a page or an asset
+        return _page_label(str(scope["path"]))  # a page or an asset
     # Answered before the router saw it (the body limit, the admin token): the route it was meant for.
     return routes.template(scope) or "unmatched"

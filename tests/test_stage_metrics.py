@@ -8,7 +8,7 @@ import threading
 
 from starlette.types import Message, Receive, Scope, Send
 
-from app.metrics import DocumentedRoutes, Metrics, RequestMetrics
+from app.metrics import Metrics, RequestMetrics, RouteTemplates
 
 
 def observed(metrics: Metrics, name: str, labels: dict[str, str] | None = None) -> tuple[float, float]:
@@ -73,7 +73,7 @@ def test_a_requests_stages_are_recorded_after_its_answer_went_out() -> None:
         return {"type": "http.request", "body": b""}
 
     scope = {"type": "http", "method": "POST", "path": "/search", "headers": []}
-    middleware = RequestMetrics(endpoint, metrics, DocumentedRoutes({}))
+    middleware = RequestMetrics(endpoint, metrics, RouteTemplates([]))
     asyncio.run(middleware(scope, receive, client_side))
     assert seen_at_body == [(0.0, 0.0)]
     assert observed(metrics, "sketch_search_stage_seconds", {"stage": "decode"}) == (1.0, 0.003)

@@ -193,8 +193,7 @@ function canvasBlob() {
 }
 
 async function request(url, options, onOk) {
-  if (inFlight) inFlight.abort();
-  inFlight = new AbortController();
+  inFlight = new AbortController(); // the query's newQuery() stopped the one before
   const signal = inFlight.signal;
   setStatus("Searching…");
   try {
