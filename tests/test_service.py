@@ -544,3 +544,36 @@ def test_openapi_documents_typed_answers_and_error_bodies(client: TestClient) ->
     assert schemas["JobOut"]["properties"]["state"]["$ref"] == "#/components/schemas/JobState"
     assert schemas["JobState"]["enum"] == ["queued", "running", "succeeded", "failed"]
     assert "distance" in schemas["Match"]["required"]
+
+
+def test_every_get_route_answers_head_as_get_does(client: TestClient) -> None:
+    """RFC 9110 §9.1: a server that answers GET answers HEAD (curl -I, uptime monitors, a load
+    balancer's probe). FastAPI's routes answered 405; the body is the server's to drop
+    (test_http_protocol checks uvicorn's answer on the wire)."""
+    image_id = client.post("/search?k=1", files={"file": ("s.png", sketch_png(), "image/png")}).json()[
+        "results"
+    ][0]["image_id"]
+    for url, headers in (
+        ("/healthz", {}),
+        ("/readyz", {}),
+        ("/galleries", {}),
+        (f"/images/{image_id}", {}),
+        (f"/images/{image_id}/thumbnail", {}),
+        ("/admin/galleries", AUTH),
+    ):
+        got, head = client.get(url, headers=headers), client.head(url, headers=headers)
+        assert head.status_code == got.status_code == 200, url
+        for name in ("content-type", "content-length"):
+            assert head.headers[name] == got.headers[name], (url, name)
+    r = client.head("/admin/galleries")  # the token is checked before the route runs, as for GET
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    assert client.head("/images/999999").status_code == 404
+    r = client.put("/healthz")
+    assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
+    r = client.head("/search")  # POST only
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    # HEAD is implied by GET: the schema lists each operation once
+    assert not [path for path, item in client.get("/openapi.json").json()["paths"].items() if "head" in item]
+    text = client.get("/metrics").text
+    assert 'sketch_requests_total{method="HEAD",route="/images/{image_id}",status="200"} 1.0' in text
+    assert 'sketch_requests_total{method="HEAD",route="/admin/galleries",status="401"} 1.0' in text

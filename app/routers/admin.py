@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app import admin_service
 from app.deps import State, require_admin
+from app.routing import GetAnswersHead
 from app.schemas import (
     AdminGallery,
     AdminGalleryStatus,
@@ -26,6 +27,7 @@ from catalog.scan import MAX_SOURCE_PATH
 
 router = APIRouter(
     prefix="/admin",
+    route_class=GetAnswersHead,
     tags=["admin"],
     dependencies=[Depends(require_admin)],
     responses=error_responses(401, 503),

@@ -7,9 +7,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from app.deps import State
+from app.routing import GetAnswersHead
 from app.schemas import Health, Readiness
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=GetAnswersHead)
 
 
 @router.get("/healthz")

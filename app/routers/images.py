@@ -7,10 +7,11 @@ from fastapi.responses import FileResponse
 
 from app.deps import State
 from app.images import image_record, thumbnail_path
+from app.routing import GetAnswersHead
 from app.schemas import DbId, error_responses
 from model.imageio import media_type
 
-router = APIRouter(tags=["images"])
+router = APIRouter(tags=["images"], route_class=GetAnswersHead)
 CACHE = {"Cache-Control": "public, max-age=86400"}
 
 

@@ -12,9 +12,10 @@ from app import search_service
 from app.deps import State, service_of
 from app.errors import APIError
 from app.limits import BodyTooLarge
+from app.routing import GetAnswersHead
 from app.schemas import DbId, GalleryInfo, SearchResponse, error_responses
 
-router = APIRouter(tags=["search"])
+router = APIRouter(tags=["search"], route_class=GetAnswersHead)
 
 
 def as_json(answer: SearchResponse) -> Response:
