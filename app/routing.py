@@ -22,7 +22,7 @@ def head_as_get(scope: Scope) -> Scope:
 class GetAnswersHead(APIRoute):
     """An ``APIRoute`` that serves HEAD wherever it serves GET: the GET endpoint runs, and the answer
     keeps its status and headers (Content-Length included) while the server sends no body (uvicorn
-    drops a HEAD answer's body, as HTTP requires; a ``FileResponse`` does not read its file)."""
+    drops a HEAD answer's body, as HTTP requires)."""
 
     @property
     def _answers_get(self) -> bool:
@@ -32,7 +32,6 @@ class GetAnswersHead(APIRoute):
         return super().matches(head_as_get(scope) if self._answers_get else scope)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] == "HEAD" and self._answers_get:  # past Starlette's check of ``methods``
-            await self.app(scope, receive, send)
-            return
-        await super().handle(scope, receive, send)
+        # FastAPI's own handling (the dependencies and limits the router was included with) of the GET
+        # the HEAD stands for. A copy of the scope: the server's own still says HEAD, so it sends no body.
+        await super().handle(head_as_get(scope) if self._answers_get else scope, receive, send)
