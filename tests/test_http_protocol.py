@@ -248,19 +248,6 @@ def test_streams_keep_alive_close_and_100_continue_work_as_before() -> None:
             assert got.startswith(b"HTTP/1.1 200")
 
 
-def test_a_head_answer_keeps_its_headers_and_sends_no_body() -> None:
-    """The app sends a HEAD answer's body as for GET (``app.routing``); uvicorn drops it, and the
-    joined writes must not bring it back: the next answer on the connection would start with it."""
-    with served(OneWriteHttpTools) as port, socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        conn.sendall(b"HEAD /plain HTTP/1.1\r\nHost: t\r\n\r\nGET /plain HTTP/1.1\r\nHost: t\r\n\r\n")
-        got = b""
-        while not got.endswith(b"ok"):
-            got += received(conn)
-    head, get = got.split(b"HTTP/1.1 ")[1:]
-    assert head.startswith(b"200") and b"content-length: 2\r\n" in head.lower() and head.endswith(b"\r\n\r\n")
-    assert get.startswith(b"200") and get.endswith(b"\r\n\r\nok")
-
-
 def test_sketch_server_serves_with_one_write_answers(monkeypatch: pytest.MonkeyPatch) -> None:
     ran: dict[str, Any] = {}
     monkeypatch.setattr(serve.uvicorn, "run", lambda app, **options: ran.update(options))

@@ -113,6 +113,16 @@ def test_make_demo_serves_with_a_token_it_prints_once_and_starts_quietly(
         answer = httpx.get(f"{base}/admin/galleries", headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code == 200 and answer.json()[0]["name"] == "demo"
         assert httpx.get(f"{base}/favicon.ico").status_code == 200
+        with httpx.Client(base_url=base) as client:  # one connection: a HEAD body sent would corrupt it
+            found = client.post("/search?k=1", content=sketch_png(), headers={"Content-Type": "image/png"})
+            photo = found.json()["results"][0]["url"]
+            for url in (photo, "/healthz", photo):
+                head = client.head(url)
+                got = client.get(url)
+                assert head.status_code == got.status_code == 200 and head.content == b""
+                assert (
+                    head.headers["content-length"] == got.headers["content-length"] == str(len(got.content))
+                )
     out = log.read_text()
     noisy = [line for line in out.splitlines() if any(n in line for n in NOISE)]
     assert not noisy, noisy  # nothing that reads like an error when nothing is wrong

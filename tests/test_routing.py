@@ -44,6 +44,8 @@ def test_head_is_not_added_where_there_is_no_get_nor_to_the_schema() -> None:
     client = TestClient(app_with([]))
     r = client.head("/inner/made")
     assert r.status_code == 405 and r.headers["allow"] == "POST"
+    r = client.put("/inner/thing")  # the route's own 405 (no mount in front): HEAD is allowed too
+    assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
     assert [sorted(item) for item in client.get("/openapi.json").json()["paths"].values()] == [
         ["get"],
         ["post"],

@@ -548,8 +548,8 @@ def test_openapi_documents_typed_answers_and_error_bodies(client: TestClient) ->
 
 def test_every_get_route_answers_head_as_get_does(client: TestClient) -> None:
     """RFC 9110 §9.1: a server that answers GET answers HEAD (curl -I, uptime monitors, a load
-    balancer's probe). FastAPI's routes answered 405; the body is the server's to drop
-    (test_http_protocol checks uvicorn's answer on the wire)."""
+    balancer's probe). FastAPI's routes answered 405; the body is the server's to drop (the real
+    server's answer: test_newcomer's make demo test)."""
     image_id = client.post("/search?k=1", files={"file": ("s.png", sketch_png(), "image/png")}).json()[
         "results"
     ][0]["image_id"]
@@ -577,3 +577,6 @@ def test_every_get_route_answers_head_as_get_does(client: TestClient) -> None:
     text = client.get("/metrics").text
     assert 'sketch_requests_total{method="HEAD",route="/images/{image_id}",status="200"} 1.0' in text
     assert 'sketch_requests_total{method="HEAD",route="/admin/galleries",status="401"} 1.0' in text
+    # FastAPI's own /docs page answers GET only: its HEAD is a 405 counted like any other method's
+    assert client.head("/docs").status_code == 405
+    assert 'route="/docs",status="405"' not in client.get("/metrics").text
