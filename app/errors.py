@@ -44,9 +44,26 @@ def error_response(
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
+        loc = tuple(err.get("loc", ()))
+        # the body as a whole (absent, or not an object) is named; a field inside it by its own name
+        where = (
+            "body"
+            if loc == ("body",)
+            else ".".join(str(p) for p in loc if p not in ("body", "query", "path"))
+        )
         parts.append(f"{where or 'request'}: {err.get('msg')}")
     return "; ".join(parts) or "invalid request"
+
+
+def _malformed_json(exc: RequestValidationError) -> str | None:
+    """What is wrong with a JSON body that is not JSON (FastAPI reports it as the validation error
+    ``json_invalid``, at the character where decoding stopped), or None."""
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            where = err.get("loc", ("body", None))[-1]
+            why = (err.get("ctx") or {}).get("error") or "it does not decode"
+            return f"the body is not valid JSON: {why} (at character {where})"
+    return None
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -74,6 +91,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        malformed = _malformed_json(exc)
+        if malformed is not None:  # a body that cannot be read is malformed, not invalid input
+            return error_response(400, "malformed_json", malformed)
         return error_response(422, "invalid_request", _validation_message(exc))
 
     @app.exception_handler(StarletteHTTPException)

@@ -247,6 +247,18 @@ def test_malformed_admin_json_without_a_token_is_401(client: TestClient) -> None
     assert r.status_code == 401 and error_code(r) == "unauthorized"
 
 
+def test_a_body_that_is_not_json_is_400_and_says_where_it_broke(client: TestClient) -> None:
+    json_type = {**AUTH, "Content-Type": "application/json"}
+    r = client.post("/admin/galleries", content=b'{"name":', headers=json_type)
+    assert r.status_code == 400 and error_code(r) == "malformed_json"  # was 422 "8: JSON decode error"
+    assert r.json()["error"]["message"] == "the body is not valid JSON: Expecting value (at character 8)"
+    # JSON that decodes but is not a gallery is invalid input, and says what is missing
+    r = client.post("/admin/galleries", content=b"", headers=json_type)
+    assert r.status_code == 422 and r.json()["error"]["message"] == "body: Field required"
+    r = client.post("/admin/galleries", content=b'{"name": 5}', headers=json_type)
+    assert r.status_code == 422 and r.json()["error"]["message"] == "name: Input should be a valid string"
+
+
 # 8 -- upload limits
 def test_a_photo_over_the_per_photo_limit_is_refused(client: TestClient) -> None:
     noise = np.random.default_rng(0).integers(0, 255, (400, 400, 3), dtype=np.uint8)
