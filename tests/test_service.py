@@ -102,6 +102,15 @@ def test_a_search_without_a_sketch_says_how_to_send_one(client: TestClient) -> N
         assert r.status_code == 422 and error_code(r) == "no_sketch", r.text
         assert "form field 'file'" in r.json()["error"]["message"]
         assert "Content-Type image/png" in r.json()["error"]["message"]
+    # an empty file is no sketch, as an empty body is (it was 415 not_png)
+    r = client.post("/search", files={"file": ("s.png", b"", "image/png")})
+    assert r.status_code == 422 and error_code(r) == "no_sketch" and "field 'file' is empty" in r.text
+    # curl --data-binary without -H 'Content-Type: image/png' sends a url-encoded form: the answer says so
+    r = client.post(
+        "/search", content=sketch_png(), headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert r.status_code == 422 and error_code(r) == "no_sketch"
+    assert "sent as a url-encoded form (Content-Type is not image/png)" in r.json()["error"]["message"]
 
 
 def test_the_api_documents_both_ways_to_send_the_sketch(client: TestClient) -> None:
@@ -544,6 +553,23 @@ def test_openapi_documents_typed_answers_and_error_bodies(client: TestClient) ->
     assert schemas["JobOut"]["properties"]["state"]["$ref"] == "#/components/schemas/JobState"
     assert schemas["JobState"]["enum"] == ["queued", "running", "succeeded", "failed"]
     assert "distance" in schemas["Match"]["required"]
+    # every error answer is documented in the shape it has, FastAPI's default 422 shape nowhere
+    documented = [(path, method) for path, item in paths.items() for method, op in item.items()]
+    assert not [
+        (path, method) for path, method in documented if "HTTPValidationError" in str(paths[path][method])
+    ]
+    # the admin token is a bearer scheme (Swagger UI's Authorize button sends it), not a header field
+    assert spec["components"]["securitySchemes"]["adminToken"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": spec["components"]["securitySchemes"]["adminToken"]["description"],
+    }
+    for path, method in documented:
+        operation = paths[path][method]
+        assert operation.get("security") == ([{"adminToken": []}] if path.startswith("/admin") else None), (
+            path
+        )
+        assert "authorization" not in [p["name"].lower() for p in operation.get("parameters", [])], path
 
 
 def test_every_get_route_answers_head_as_get_does(client: TestClient) -> None:

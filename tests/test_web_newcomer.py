@@ -16,7 +16,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from tests.browser import chromium, served_demo
-from tests.helpers import SHARED
+from tests.helpers import SHARED, TOKEN
 
 CLASSES = ("cat", "teapot", "bicycle", "airplane", "fish")
 PER_CLASS = 12
@@ -24,7 +24,9 @@ PER_CLASS = 12
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, sketchy: Path) -> Iterator[str]:
-    with served_demo(tmp_path_factory.mktemp("web-newcomer"), sketchy, CLASSES, PER_CLASS) as url:
+    with served_demo(
+        tmp_path_factory.mktemp("web-newcomer"), sketchy, CLASSES, PER_CLASS, admin_token=TOKEN
+    ) as url:
         yield url
 
 
@@ -71,6 +73,28 @@ def test_docs_render_offline_and_nothing_leaves_the_machine(server: str, offline
     offline.goto(server + "/admin/")
     offline.locator("#admin-status").wait_for()
     assert "make demo" in offline.locator("#admin-status").inner_text()  # says where the token comes from
+    assert offline.left == []
+
+
+def test_the_docs_page_tries_admin_calls_with_the_token_given_once(server: str, offline) -> None:  # type: ignore[no-untyped-def]
+    """Swagger UI's Authorize button takes the admin token and sends it with every admin call tried out.
+    The token was a header field named Authorization, which Swagger UI leaves out: every call was 401."""
+    offline.goto(server + "/docs")
+    offline.click("button.authorize")
+    offline.fill(".modal-ux input", TOKEN)
+    offline.click(".modal-ux .auth-btn-wrapper button.authorize")
+    offline.click(".modal-ux button.btn-done")
+    operation = offline.locator("#operations-admin-list_galleries_admin_galleries_get")
+    operation.locator(".opblock-summary").click()
+    operation.locator("button.try-out__btn").click()
+    operation.locator("button.execute").click()
+    status = operation.locator(".live-responses-table .response .response-col_status")
+    status.wait_for(timeout=30_000)
+    assert status.inner_text().strip() == "200"
+    assert (
+        '"name": "demo"'
+        in operation.locator(".live-responses-table .response .response-col_description").inner_text()
+    )
     assert offline.left == []
 
 

@@ -49,7 +49,7 @@ def list_galleries(state: State) -> list[AdminGalleryStatus]:
     return admin_service.list_galleries(state)
 
 
-@router.delete("/galleries/{name}", responses=error_responses(404, 409))
+@router.delete("/galleries/{name}", responses=error_responses(404, 409, 422))
 def delete_gallery(name: str, state: State) -> GalleryDeleted:
     """The gallery, its index versions and its uploaded photos; its source folder is never touched."""
     return admin_service.delete_gallery(state, name)

@@ -76,8 +76,19 @@ async def sketch_bytes(request: Request, file: UploadFile | None) -> bytes:
     aborts a search a newer one replaces); what the bytes are is ``decode_sketch``'s check (415
     ``not_png``)."""
     if file is not None:
-        return await file.read()
-    if parse_options_header(request.headers.get("content-type"))[0] in FORM_TYPES:
+        data = await file.read()
+        if not data:  # as an empty body is: nothing was sent, whatever its name says
+            raise APIError(422, "no_sketch", f"the form's field 'file' is empty: {HOW}")
+        return data
+    content_type = parse_options_header(request.headers.get("content-type"))[0]
+    if content_type == b"application/x-www-form-urlencoded":
+        # what curl --data-binary sends without -H 'Content-Type: image/png': the PNG was meant as the body
+        raise APIError(
+            422,
+            "no_sketch",
+            f"the body was sent as a url-encoded form (Content-Type is not image/png): {HOW}",
+        )
+    if content_type in FORM_TYPES:
         raise APIError(422, "no_sketch", f"the form has no field 'file': {HOW}")
     try:
         body = await request.body()
