@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -294,14 +295,28 @@ def test_bad_parameters_and_unknown_gallery(client: TestClient) -> None:
     assert r.status_code == 404 and error_code(r) == "unknown_gallery"
 
 
-def test_gallery_without_index_is_409(client: TestClient) -> None:
+def test_gallery_without_index_is_409(client: TestClient, tmp_path: Path) -> None:
     assert client.post("/admin/galleries", json={"name": "empty"}, headers=AUTH).status_code == 201
     r = client.post("/search?gallery=empty", files={"file": ("s.png", sketch_png(), "image/png")})
     assert r.status_code == 409 and error_code(r) == "no_index"
     assert "indexer build --gallery empty" in r.json()["error"]["message"]
-    # two galleries now: the default must be named
+    # two galleries now, one with an index: a search naming none still searches that one (it was
+    # 422 gallery_required as soon as a second gallery was registered)
+    r = client.post("/search", files={"file": ("s.png", sketch_png(), "image/png")})
+    assert r.status_code == 200 and r.json()["gallery"] == "demo"
+    # two with an index: the search must name one, and is told which
+    (tmp_path / "more").mkdir()
+    shutil.copy(next((tmp_path / "photos").rglob("*.jpg")), tmp_path / "more")
+    assert (
+        client.post(
+            "/admin/galleries", json={"name": "more", "source_dir": str(tmp_path / "more")}, headers=AUTH
+        ).status_code
+        == 201
+    )
+    wait_for_job(client, client.post("/admin/galleries/more/reindex", headers=AUTH).json()["job_id"])
     r = client.post("/search", files={"file": ("s.png", sketch_png(), "image/png")})
     assert r.status_code == 422 and error_code(r) == "gallery_required"
+    assert r.json()["error"]["message"].endswith("(demo, more)")  # the searchable ones, not 'empty'
 
 
 def test_busy_encoder_answers_429(client: TestClient) -> None:
