@@ -123,7 +123,10 @@ class SearchResponse(BaseModel):
 class GalleryInfo(BaseModel):
     name: str
     indexed: bool
-    image_count: int
+    image_count: int = Field(
+        description="photos a search can return: those of the served index not deleted since its build "
+        "(photos added since are counted once reindexed)"
+    )
 
 
 class Orm(BaseModel):

@@ -31,6 +31,7 @@ from app.state import ServiceState
 from catalog.db.models import Gallery, ImageRecord
 from catalog.errors import NotFound
 from catalog.galleries import gallery_labels, gallery_names, normal_label, resolve_gallery
+from catalog.index_rows import photos_held
 from catalog.index_store import LoadedIndex
 from catalog.ranking import Ranking, search_codes, similar_to
 from model.encode_batcher import Busy
@@ -312,11 +313,15 @@ async def similar(
 
 
 def public_galleries(state: ServiceState) -> list[GalleryInfo]:
-    """What the search page needs to offer a choice: names, sizes, whether they can be searched."""
+    """What the search page needs to offer a choice: names, whether they can be searched, and how many
+    photos a search can return (those of the served index not deleted since its build)."""
+    loaded = state.indexes.loaded
     with state.sessions() as session:
         names = gallery_names(session)
-    loaded = state.indexes.loaded
+        held = photos_held(session, [index.version_id for index in loaded.values()])
     return [
-        GalleryInfo(name=n, indexed=n in loaded, image_count=loaded[n].count if n in loaded else 0)
+        GalleryInfo(
+            name=n, indexed=n in loaded, image_count=held.get(loaded[n].version_id, 0) if n in loaded else 0
+        )
         for n in names
     ]

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
-from sqlalchemy import Dialect, Engine, bindparam, insert, select
+from sqlalchemy import Dialect, Engine, bindparam, func, insert, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -120,6 +120,19 @@ def photos_at(
     finally:
         connection.close()  # back to the pool, rolled back (or discarded when invalidated)
     return {row[0]: RowPhoto._make(row) for row in rows}  # the columns in RowPhoto's order
+
+
+def photos_held(session: Session, version_ids: Sequence[int]) -> dict[int, int]:
+    """How many photos each version's rows still hold: its count at the build less the photos deleted
+    since (their entries went with them). One grouped count; a version of 1M rows takes tens of ms."""
+    if not version_ids:
+        return {}
+    query = (
+        select(IndexEntry.version_id, func.count())
+        .where(IndexEntry.version_id.in_(list(version_ids)))
+        .group_by(IndexEntry.version_id)
+    )
+    return {version_id: count for version_id, count in session.execute(query)}
 
 
 def position_of(session: Session, version_id: int, image_id: int) -> int | None:

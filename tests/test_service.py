@@ -341,6 +341,16 @@ def test_busy_encoder_answers_429(client: TestClient) -> None:
 
 
 # -- images ----------------------------------------------------------------------------------------
+def test_a_deleted_photo_leaves_the_gallery_s_count_at_once(client: TestClient) -> None:
+    """GET /galleries counts what a search can return: a photo deleted is gone from results at once,
+    and from the count too (it stayed until the next reindex)."""
+    assert client.get("/galleries").json() == [{"name": "demo", "indexed": True, "image_count": 30}]
+    found = client.post("/search?k=1", files={"file": ("s.png", sketch_png(), "image/png")}).json()
+    assert client.delete(f"/admin/images/{found['results'][0]['image_id']}", headers=AUTH).status_code == 204
+    assert client.get("/galleries").json()[0]["image_count"] == 29
+    assert client.get("/admin/galleries", headers=AUTH).json()[0]["image_count"] == 29
+
+
 def test_images_and_thumbnails(client: TestClient) -> None:
     image_id = client.post("/search?k=1", files={"file": ("s.png", sketch_png(), "image/png")}).json()[
         "results"
