@@ -10,7 +10,7 @@ import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import APIError, image_rejected
@@ -21,7 +21,6 @@ from app.schemas import (
     GalleryVersions,
     IndexVersionOut,
     JobOut,
-    JobSummary,
     UploadedImage,
 )
 from app.state import ServiceState
@@ -162,10 +161,11 @@ def reindex(state: ServiceState, name: str) -> int:
 
 def get_job(state: ServiceState, job_id: int) -> JobOut:
     with state.sessions() as session:
-        job = session.get(Job, job_id)
-        if job is None:
+        row = session.execute(_jobs_with_gallery_names().where(Job.id == job_id)).first()
+        if row is None:
             raise NotFound("unknown_job", f"there is no job with id {job_id}")
-        return JobOut.model_validate(job)
+        job, name = row
+        return _job_out(job, name, datetime.now(UTC))
 
 
 def list_versions(state: ServiceState) -> list[GalleryVersions]:
@@ -194,24 +194,29 @@ def delete_gallery(state: ServiceState, name: str) -> GalleryDeleted:
     return GalleryDeleted(gallery=name, images_removed=removed)
 
 
-def list_jobs(state: ServiceState, gallery: str | None, limit: int) -> list[JobSummary]:
+def list_jobs(state: ServiceState, gallery: str | None, limit: int) -> list[JobOut]:
     now = datetime.now(UTC)
     with state.sessions() as session:
-        query = select(Job, Gallery.name).outerjoin(Gallery, Gallery.id == Job.gallery_id)
+        query = _jobs_with_gallery_names()
         if gallery is not None:
             query = query.where(Job.gallery_id == get_gallery(session, gallery).id)
         rows = session.execute(query.order_by(Job.id.desc()).limit(limit)).all()
-        out = []
-        for job, name in rows:
-            started = _aware(job.started_at)
-            end = _aware(job.finished_at) or (now if job.state == JobState.RUNNING else None)
-            duration = round((end - started).total_seconds(), 1) if started and end else None
-            out.append(
-                JobSummary.model_validate(
-                    {**JobOut.model_validate(job).model_dump(), "gallery": name, "duration_s": duration}
-                )
-            )
-        return out
+        return [_job_out(job, name, now) for job, name in rows]
+
+
+def _jobs_with_gallery_names() -> Select[Job, str]:  # the name is None once the gallery is gone
+    return select(Job, Gallery.name).outerjoin(Gallery, Gallery.id == Job.gallery_id)
+
+
+def _job_out(job: Job, gallery: str | None, now: datetime) -> JobOut:
+    """A job as the API shows it, one job or many: with its gallery's name and how long it ran."""
+    started = _aware(job.started_at)
+    end = _aware(job.finished_at) or (now if job.state == JobState.RUNNING else None)
+    duration = round((end - started).total_seconds(), 1) if started and end else None
+    stored = {
+        name: getattr(job, name) for name in JobOut.model_fields if name not in ("gallery", "duration_s")
+    }
+    return JobOut.model_validate({**stored, "gallery": gallery, "duration_s": duration})
 
 
 def _aware(moment: datetime | None) -> datetime | None:

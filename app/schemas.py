@@ -171,9 +171,6 @@ class JobOut(Orm):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
-
-
-class JobSummary(JobOut):
     gallery: str | None = Field(description="the gallery's name (null once the gallery is gone)")
     duration_s: float | None = Field(description="from start to finish, or to now while running")
 

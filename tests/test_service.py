@@ -313,7 +313,10 @@ def test_gallery_without_index_is_409(client: TestClient, tmp_path: Path) -> Non
         ).status_code
         == 201
     )
-    wait_for_job(client, client.post("/admin/galleries/more/reindex", headers=AUTH).json()["job_id"])
+    job = wait_for_job(client, client.post("/admin/galleries/more/reindex", headers=AUTH).json()["job_id"])
+    # one job reads the same alone as in the history: its gallery's name and how long it ran
+    assert job["gallery"] == "more" and job["duration_s"] >= 0
+    assert client.get("/admin/jobs?gallery=more", headers=AUTH).json() == [job]
     r = client.post("/search", files={"file": ("s.png", sketch_png(), "image/png")})
     assert r.status_code == 422 and error_code(r) == "gallery_required"
     assert r.json()["error"]["message"].endswith("(demo, more)")  # the searchable ones, not 'empty'

@@ -19,7 +19,6 @@ from app.schemas import (
     GalleryVersions,
     JobCreated,
     JobOut,
-    JobSummary,
     UploadResponse,
     error_responses,
 )
@@ -83,7 +82,7 @@ def list_jobs(
         str | None, Query(min_length=1, max_length=128, description="only this gallery's")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> list[JobSummary]:
+) -> list[JobOut]:
     """Job history, newest first: state, counts, failed photos with their reasons, duration."""
     return admin_service.list_jobs(state, gallery, limit)
 
