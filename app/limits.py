@@ -36,7 +36,9 @@ class BodySizeLimit:
 
         async def too_large(scope: Scope, receive: Receive, send: Send) -> None:
             # Built only when needed: rendering the answer on every request is a measurable share of a search.
-            answer = error_response(413, "too_large", f"the upload is larger than the limit of {limit} bytes")
+            answer = error_response(
+                413, "too_large", f"the request is larger than {limit} bytes, the most this path reads"
+            )
             await answer(scope, receive, send)
 
         if declared is not None and declared.isdigit() and int(declared) > limit:

@@ -241,6 +241,21 @@ def test_real_jpeg_renamed_png_is_415(client: TestClient, gallery_source: Path) 
     assert r.status_code == 415 and error_code(r) == "not_png"
 
 
+def test_a_sketch_over_the_upload_limit_is_413_inside_the_room_left_for_a_form(client: TestClient) -> None:
+    """SKETCH_MAX_UPLOAD_BYTES is the largest sketch (README); the body limit allows 64 KiB more for a
+    form around it, and a sketch inside that room was read and searched (a 300,010-byte PNG here)."""
+    over = b"\x89PNG\r\n\x1a\n" + b"0" * 300_002  # the limit is 300,000 bytes in these tests
+    for r in (
+        client.post("/search", content=over, headers={"Content-Type": "image/png"}),
+        client.post("/search", files={"file": ("s.png", over, "image/png")}),
+    ):
+        assert r.status_code == 413 and error_code(r) == "too_large"
+        assert (
+            r.json()["error"]["message"]
+            == "the sketch is 300010 bytes; the most is 300000 (SKETCH_MAX_UPLOAD_BYTES)"
+        )
+
+
 def test_oversized_body_is_413(client: TestClient) -> None:
     big = b"\x89PNG\r\n\x1a\n" + b"0" * 600_000
     r = client.post("/search", files={"file": ("big.png", big, "image/png")})

@@ -79,7 +79,7 @@ async def sketch_bytes(request: Request, file: UploadFile | None) -> bytes:
         data = await file.read()
         if not data:  # as an empty body is: nothing was sent, whatever its name says
             raise APIError(422, "no_sketch", f"the form's field 'file' is empty: {HOW}")
-        return data
+        return within_limit(request, data)
     content_type = parse_options_header(request.headers.get("content-type"))[0]
     if content_type == b"application/x-www-form-urlencoded":
         # what curl --data-binary sends without -H 'Content-Type: image/png': the PNG was meant as the body
@@ -98,7 +98,20 @@ async def sketch_bytes(request: Request, file: UploadFile | None) -> bytes:
         raise APIError(400, "incomplete_body", "the request ended before its body was complete") from None
     if not body:
         raise APIError(422, "no_sketch", f"the request has no sketch: {HOW}")
-    return body
+    return within_limit(request, body)
+
+
+def within_limit(request: Request, sketch: bytes) -> bytes:
+    """The sketch, if it is within SKETCH_MAX_UPLOAD_BYTES; else APIError 413 ``too_large``. (The body
+    limit in front allows room for a form around it.)"""
+    limit = service_of(request).settings.max_upload_bytes
+    if len(sketch) > limit:
+        raise APIError(
+            413,
+            "too_large",
+            f"the sketch is {len(sketch)} bytes; the most is {limit} (SKETCH_MAX_UPLOAD_BYTES)",
+        )
+    return sketch
 
 
 @router.post(
