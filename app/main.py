@@ -24,7 +24,7 @@ from app.state import ServiceState
 from app.static_pages import PagesOrMethodNotAllowed
 from catalog.builder import GalleryBuilder
 from catalog.db import migrate
-from catalog.db.session import make_engine, make_session_factory
+from catalog.db.session import make_session_factory
 from catalog.encoders import encoder_for
 from catalog.index_device import IndexDeviceError, choose_index_device, placer_for
 from catalog.live_indexes import IndexManager
@@ -47,17 +47,11 @@ class StartupError(SystemExit):
 
 
 def prepare_database(settings: Settings):
-    """The embedded SQLite default migrates itself; any other database must already be at head."""
-    url = settings.resolved_database_url
-    if settings.database_url is None:
-        migrate.upgrade(url)
-    engine = make_engine(url)
-    if not migrate.is_at_head(engine):
-        raise StartupError(
-            f"the database is not at the latest migration ({migrate.head_revision(url)}): "
-            "run 'alembic upgrade head' or 'indexer migrate' first"
-        )
-    return engine
+    """``migrate.prepared_engine``, its refusal a StartupError."""
+    try:
+        return migrate.prepared_engine(settings)
+    except migrate.NotAtHead as exc:
+        raise StartupError(str(exc)) from None
 
 
 def warm_up(encoder: ImageEncoder) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +9,7 @@ import numpy as np
 import typer
 from PIL import Image, ImageDraw
 
+from catalog.logs import PLAIN, configure_logging
 from catalog.scan import scan_source
 from catalog.settings import get_settings
 from model.checkpoint import CheckpointError, file_checksum, load_checkpoint
@@ -106,7 +106,7 @@ def export_onnx(
     A server without PyTorch (the CPU Docker image) runs these graphs, found by the checkpoint's
     checksum in SKETCH_ONNX_CACHE_DIR. The graphs are checked against the PyTorch network: every bit of a
     sketch's and two photos' codes must agree."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_logging(PLAIN)
     settings = get_settings()
     path = checkpoint or settings.checkpoint
     folder = out or settings.onnx_cache

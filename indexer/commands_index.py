@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -12,11 +11,11 @@ import typer
 
 from catalog.builder import CPU_BATCH, GalleryBuilder
 from catalog.db import migrate as migrations
-from catalog.db.session import make_engine, make_session_factory
+from catalog.db.session import make_session_factory
 from catalog.encoders import encoder_for
 from catalog.index_store import IndexFileError, IndexType, active_version, load_index
 from catalog.locks import BuildLocked
-from catalog.logs import configure_logging
+from catalog.logs import PLAIN, configure_logging
 from catalog.ranking import search_codes
 from catalog.ray_encoding import RayOptions, ray_options
 from catalog.settings import Settings, get_settings
@@ -28,11 +27,11 @@ from model.preprocessing import BlankSketchError
 
 
 def _sessions(settings: Settings):
-    engine = make_engine(settings.resolved_database_url)
-    if not migrations.is_at_head(engine):
-        typer.echo("the database is not at the latest migration: run 'indexer migrate' first", err=True)
-        raise typer.Exit(2)
-    return make_session_factory(engine)
+    try:
+        return make_session_factory(migrations.prepared_engine(settings))
+    except migrations.NotAtHead as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
 
 
 def _encoder(settings: Settings) -> ImageEncoder:
@@ -70,7 +69,7 @@ def build(
     ] = None,
 ) -> None:
     """Encode new or changed photos and write a new index version, then make it active."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_logging(PLAIN, quiet=("catalog.builder",))  # the result is printed below, once
     settings = get_settings()
     if source is not None and not source.is_dir():
         typer.echo(f"source folder {source} does not exist", err=True)

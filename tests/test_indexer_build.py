@@ -285,3 +285,28 @@ def test_manifest_records_the_factory_and_its_parameters(
     assert manifest.factory == "BIVF28" and manifest.params == {"nprobe": 1}
     assert faiss.downcast_IndexBinary(index).nprobe == 1 and index.ntotal == 50
     assert set(manifest.sha256) == {"index.faiss"}
+
+
+def test_the_cli_on_the_embedded_database_needs_no_migrate_first_and_reports_a_build_once(
+    tmp_path: Path, sketchy: Path, tiny_checkpoint: Path
+) -> None:
+    """The service migrates its embedded SQLite itself; `indexer build` refused the same fresh data
+    folder ("run 'indexer migrate' first"), then printed its result twice and Alembic's greetings."""
+    photos_of(sketchy, ("cat", "teapot"), tmp_path / "photos", per_class=2)
+    env = {**os.environ, "SKETCH_DATA_DIR": str(tmp_path / "data"), "SKETCH_CHECKPOINT": str(tiny_checkpoint)}
+    env.pop("SKETCH_DATABASE_URL", None)
+    cli = [sys.executable, "-m", "indexer.cli"]
+    built = subprocess.run(
+        [*cli, "build", "--gallery", "g", "--source", str(tmp_path / "photos")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    assert (
+        built.stdout.splitlines()[0]
+        == "gallery g: version 1 active with 4 images (4 encoded, 0 reused, 0 removed, 0 failed)"
+    )
+    assert "images (" not in built.stderr  # the builder's own line: the result once, on stdout
+    assert "Context impl" not in built.stderr and "Will assume" not in built.stderr, built.stderr

@@ -127,6 +127,7 @@ def test_make_demo_serves_with_a_token_it_prints_once_and_starts_quietly(
     noisy = [line for line in out.splitlines() if any(n in line for n in NOISE)]
     assert not noisy, noisy  # nothing that reads like an error when nothing is wrong
     assert "FAISS" in out and "built with" in out  # the FAISS build is named instead, once
+    assert "Context impl" not in out and "Will assume" not in out  # Alembic greeting at each check
 
 
 def test_make_demo_keeps_a_token_that_is_set(tmp_path: Path, demo_gallery: Path) -> None:

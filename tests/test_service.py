@@ -532,7 +532,7 @@ def test_refuses_to_start_on_unmigrated_database(
     tmp_path: Path, tiny_checkpoint: Path, postgres_url: str
 ) -> None:
     settings = load_settings(data_dir=tmp_path / "d", database_url=postgres_url, checkpoint=tiny_checkpoint)
-    with pytest.raises(StartupError, match="run 'alembic upgrade head'"):
+    with pytest.raises(StartupError, match=r"run 'indexer migrate' \(or 'alembic upgrade head'\) first"):
         prepare_database(settings)
     # the real server process refuses to start and says why
     env = {
@@ -544,7 +544,7 @@ def test_refuses_to_start_on_unmigrated_database(
     server = Path(sys.executable).parent / "sketch-server"
     proc = subprocess.run([str(server), "--port", "0"], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
-    assert "run 'alembic upgrade head' or 'indexer migrate' first" in proc.stderr
+    assert "run 'indexer migrate' (or 'alembic upgrade head') first" in proc.stderr
     engine = make_engine(postgres_url)
     assert not migrate.is_at_head(engine)  # and it did not migrate a deployed database by itself
     make_session_factory(engine)

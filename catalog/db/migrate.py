@@ -10,6 +10,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from catalog.db.session import make_engine
+from catalog.settings import Settings
+
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
@@ -39,3 +42,25 @@ def current_revision(engine: Engine) -> str | None:
 
 def is_at_head(engine: Engine) -> bool:
     return current_revision(engine) == head_revision(engine.url.render_as_string(hide_password=False))
+
+
+class NotAtHead(RuntimeError):
+    """The database is behind the code's schema; the message says which command brings it forward."""
+
+
+def prepared_engine(settings: Settings) -> Engine:
+    """The database's engine, at the latest migration: the embedded SQLite default (no
+    SKETCH_DATABASE_URL) migrates itself, as the service and every ``indexer`` command use it; any
+    other database must already be at head (its migrations are a deployment's step: compose's
+    ``migrate`` service). Raises NotAtHead."""
+    url = settings.resolved_database_url
+    if settings.database_url is None:
+        upgrade(url)
+    engine = make_engine(url)
+    if not is_at_head(engine):
+        engine.dispose()
+        raise NotAtHead(
+            f"the database is not at the latest migration ({head_revision(url)}): "
+            "run 'indexer migrate' (or 'alembic upgrade head') first"
+        )
+    return engine
