@@ -36,18 +36,20 @@ from catalog.index_store import LoadedIndex
 from catalog.ranking import Ranking, search_codes, similar_to
 from model.encode_batcher import Busy
 from model.encoding import Codes
-from model.imageio import ImageRejected, RejectReason, decode_image, is_png
+from model.imageio import ImageRejected, RejectReason, decode_sketch_png
 from model.preprocessing import BlankSketchError, ink_map, photo_check_ink, photo_judged
 
 GUESSES = 5
 
 
 def decode_sketch(data: bytes, max_pixels: int) -> Image.Image:
-    if not is_png(data):
-        raise APIError(415, "not_png", "the sketch must be a PNG image (the file's signature is not PNG)")
+    """``decode_sketch_png``, its refusals as APIErrors: 415 ``not_png``, 413 ``too_many_pixels``, 422
+    ``unreadable_sketch``."""
     try:
-        return decode_image(data, max_pixels, formats=("PNG",))
+        return decode_sketch_png(data, max_pixels)
     except ImageRejected as exc:
+        if exc.reason == RejectReason.UNSUPPORTED_FORMAT:
+            raise APIError(415, "not_png", str(exc)) from None
         if exc.reason == RejectReason.TOO_LARGE:
             raise image_rejected(exc, "too_many_pixels", str(exc)) from None
         raise image_rejected(exc, "unreadable_sketch", f"the sketch could not be read: {exc}") from None

@@ -22,7 +22,7 @@ from catalog.settings import Settings, get_settings
 from catalog.worker import Worker
 from model.checkpoint import CheckpointError
 from model.encoding import ImageEncoder
-from model.imageio import ImageRejected, decode_image
+from model.imageio import ImageRejected, decode_sketch_png
 from model.preprocessing import BlankSketchError
 
 
@@ -94,7 +94,7 @@ def build(
 
 def search(
     gallery: Annotated[str, typer.Option(help="gallery name")],
-    sketch: Annotated[Path, typer.Option(help="PNG sketch")],
+    sketch: Annotated[Path, typer.Option(help="PNG sketch, as POST /search takes one")],
     k: Annotated[int, typer.Option("-k", min=1, help="number of matches")] = 10,
 ) -> None:
     """Print the gallery's photos ranked as the service ranks them (Hamming candidates, re-ranked)."""
@@ -114,7 +114,7 @@ def search(
             raise typer.Exit(1) from None
     encoder = _encoder(settings)
     try:
-        codes = encoder.encode_sketches([decode_image(sketch.read_bytes(), settings.max_pixels)])
+        codes = encoder.encode_sketches([decode_sketch_png(sketch.read_bytes(), settings.max_sketch_pixels)])
     except (OSError, ImageRejected, BlankSketchError) as exc:
         typer.echo(f"cannot use {sketch}: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -243,6 +243,18 @@ def probe(data: bytes, max_pixels: int, min_side: int = PHOTO_MIN_SIDE) -> Probe
         return Probe(format_named(image.format), width, height)
 
 
+def decode_sketch_png(data: bytes, max_pixels: int) -> Image.Image:
+    """A sketch as the service and ``indexer search`` take one: a PNG, its size checked against
+    ``max_pixels`` (SKETCH_MAX_SKETCH_PIXELS) from its header, then decoded. Raises ImageRejected:
+    unsupported_format for anything that is not a PNG by its signature, else as ``decode_image``."""
+    if not is_png(data):
+        raise ImageRejected(
+            RejectReason.UNSUPPORTED_FORMAT,
+            "the sketch must be a PNG image (the file's signature is not PNG)",
+        )
+    return decode_image(data, max_pixels, formats=("PNG",))
+
+
 def decode_image(data: bytes, max_pixels: int, formats: tuple[str, ...] | None = None) -> Image.Image:
     """Open, check dimensions against ``max_pixels`` (decompression bombs), then fully decode, pixels
     as stored (any mode; see ``decode_photo`` for photos).

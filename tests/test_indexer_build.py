@@ -310,3 +310,19 @@ def test_the_cli_on_the_embedded_database_needs_no_migrate_first_and_reports_a_b
     )
     assert "images (" not in built.stderr  # the builder's own line: the result once, on stdout
     assert "Context impl" not in built.stderr and "Will assume" not in built.stderr, built.stderr
+    # `indexer search` takes the sketch POST /search takes: a PNG (a JPEG was searched here, refused there)
+    drawn = next((sketchy / "sketch" / "tx_000000000000" / "teapot").glob("*.png"))
+    Image.open(drawn).convert("RGB").save(tmp_path / "teapot.jpg")
+    answers = [
+        subprocess.run(
+            [*cli, "search", "--gallery", "g", "--sketch", str(sketch), "-k", "2"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        for sketch in (drawn, tmp_path / "teapot.jpg")
+    ]
+    assert answers[0].returncode == 0, answers[0].stderr
+    assert len(answers[0].stdout.splitlines()) == 2  # ranked photos (the tiny model's order: any two)
+    assert answers[1].returncode == 1 and "the sketch must be a PNG image" in answers[1].stderr
