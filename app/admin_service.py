@@ -15,10 +15,12 @@ from sqlalchemy.exc import IntegrityError
 
 from app.errors import APIError, image_rejected
 from app.schemas import (
-    AdminGallery,
     AdminGalleryStatus,
+    GalleryCreated,
     GalleryDeleted,
     GalleryVersions,
+    GalleryWarning,
+    GalleryWarningCode,
     IndexVersionOut,
     JobOut,
     UploadedImage,
@@ -30,23 +32,34 @@ from catalog.enums import ImageOrigin, JobState, VersionState
 from catalog.errors import Conflict, Invalid, NotFound
 from catalog.galleries import get_gallery
 from catalog.jobs import enqueue_reindex
-from catalog.scan import check_source_dir
+from catalog.scan import check_source_dir, holds_photos, printable
 from model.files import atomic_write
-from model.imageio import ImageRejected, decode_photo, probe
+from model.imageio import FORMAT_NAMES, ImageRejected, decode_photo, probe
 
 MAX_UPLOAD_FILES = 20
 
 
-def create_gallery(state: ServiceState, name: str, source_dir: str | None) -> AdminGallery:
+def create_gallery(state: ServiceState, name: str, source_dir: str | None) -> GalleryCreated:
+    """The gallery registered, with a warning when its source folder holds no photo (a mistyped or
+    wrong folder: its reindex would index nothing and say nothing)."""
     folder = check_source_dir(source_dir) if source_dir is not None else None
     try:
         with state.sessions.begin() as session:
             gallery = Gallery(name=name, source_dir=str(folder) if folder else None)
             session.add(gallery)
             session.flush()
-            return AdminGallery.model_validate(gallery)
+            created = GalleryCreated.model_validate(gallery)
     except IntegrityError:
         raise Conflict("gallery_exists", f"a gallery named {name!r} already exists") from None
+    if folder is not None and holds_photos(folder) is False:
+        created.warnings.append(
+            GalleryWarning(
+                code=GalleryWarningCode.NO_PHOTOS,
+                message=f"{printable(folder)} holds no photos ({', '.join(FORMAT_NAMES)}), at any depth: "
+                "a reindex will index nothing until photos are put there or uploaded",
+            )
+        )
+    return created
 
 
 def list_galleries(state: ServiceState) -> list[AdminGalleryStatus]:

@@ -149,6 +149,23 @@ class AdminGallery(Orm):
     source_dir: str | None
 
 
+class GalleryWarningCode(StrEnum):
+    NO_PHOTOS = "no_photos"
+
+
+class GalleryWarning(BaseModel):
+    code: GalleryWarningCode = Field(
+        description="no_photos: the source folder holds no photo a reindex could index (it was registered)"
+    )
+    message: str = Field(description="what to know, for a person")
+
+
+class GalleryCreated(AdminGallery):
+    warnings: list[GalleryWarning] = Field(
+        default_factory=list, description="what may not be what was meant; the gallery was registered"
+    )
+
+
 class AdminGalleryStatus(AdminGallery):
     image_count: int
     active_version: IndexVersionOut | None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,9 +80,26 @@ def scan_source(source: Path, max_entries: int = MAX_ENTRIES) -> list[Candidate]
     """Images below ``source``; a photo's label is its folder's name (in NFC) unless it sits in the root.
 
     Files named as images the project cannot read (``UNREADABLE_EXTENSIONS``) are found too, so the
-    build reports them instead of passing over them."""
+    build reports them instead of passing over them. Raises ScanError past ``max_entries``."""
+    return sorted(_walk(source, max_entries), key=lambda c: c.path)
+
+
+PEEK_ENTRIES = 20_000  # what registering a gallery looks through for a photo: a fraction of a second
+
+
+def holds_photos(source: Path, max_entries: int = PEEK_ENTRIES) -> bool | None:
+    """Whether any image file lies below ``source`` (as ``scan_source`` finds them), looking no further
+    than the first; None when ``max_entries`` files and folders hold none (it cannot say)."""
+    try:
+        return next(_walk(source, max_entries), None) is not None
+    except ScanError as exc:
+        if exc.code != "too_many_entries":
+            raise
+        return None
+
+
+def _walk(source: Path, max_entries: int) -> Iterator[Candidate]:
     root = check_source_dir(source)
-    found: list[Candidate] = []
     seen: set[tuple[int, int]] = set()
     entries = 0
     stack = [Path(source)]
@@ -113,5 +131,4 @@ def scan_source(source: Path, max_entries: int = MAX_ENTRIES) -> list[Candidate]
                 stack.append(path)
             elif stat.S_ISREG(mode) and path.suffix.lower() in IMAGE_EXTENSIONS | UNREADABLE_EXTENSIONS:
                 label = normal_label(folder.name) if folder != Path(source) else None
-                found.append(Candidate(path, label, ImageOrigin.SOURCE))
-    return sorted(found, key=lambda c: c.path)
+                yield Candidate(path, label, ImageOrigin.SOURCE)

@@ -208,6 +208,18 @@ def test_killed_build_keeps_active_version_and_resumes(
     assert resumed.encoded <= 100 - encoded_before_kill + 4
 
 
+def test_a_peek_for_photos_stops_at_the_first_and_says_when_it_cannot_tell(tmp_path: Path) -> None:
+    from catalog.scan import holds_photos
+
+    for n in range(5):
+        (tmp_path / f"note{n}.txt").write_text("x")
+    assert holds_photos(tmp_path) is False
+    assert holds_photos(tmp_path, max_entries=3) is None  # looked at 3 of 5 entries: cannot tell
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    (tmp_path / "deep" / "er" / "cat.JPG").write_bytes(b"")
+    assert holds_photos(tmp_path) is True
+
+
 def test_scan_follows_symlinked_class_folders(tmp_path: Path, sketchy: Path) -> None:
     from catalog.scan import scan_source
 

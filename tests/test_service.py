@@ -359,6 +359,22 @@ def test_busy_encoder_answers_429(client: TestClient) -> None:
 
 
 # -- images ----------------------------------------------------------------------------------------
+def test_a_gallery_registered_on_a_folder_without_photos_says_so(client: TestClient, tmp_path: Path) -> None:
+    """Its reindex then succeeds with 0 photos and says nothing: the registration is where a mistyped
+    folder can still be noticed."""
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("not a photo")
+    r = client.post(
+        "/admin/galleries", json={"name": "notes", "source_dir": str(tmp_path / "notes")}, headers=AUTH
+    )
+    assert r.status_code == 201 and [w["code"] for w in r.json()["warnings"]] == ["no_photos"]
+    assert r.json()["warnings"][0]["message"].startswith(f"{tmp_path / 'notes'} holds no photos (JPEG, PNG")
+    r = client.post(
+        "/admin/galleries", json={"name": "photos", "source_dir": str(tmp_path / "photos")}, headers=AUTH
+    )
+    assert r.status_code == 201 and r.json()["warnings"] == []
+
+
 def test_a_deleted_photo_leaves_the_gallery_s_count_at_once(client: TestClient) -> None:
     """GET /galleries counts what a search can return: a photo deleted is gone from results at once,
     and from the count too (it stayed until the next reindex)."""

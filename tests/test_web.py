@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from model.imageio import IMAGE_EXTENSIONS
 from tests.browser import chromium, served_demo
 from tests.helpers import SHARED
 
@@ -343,6 +344,42 @@ def test_drawing_with_a_finger_on_a_phone(server: str, browser) -> None:  # type
             page.screenshot(path=str(SCREENSHOTS / "screenshot-phone.png"))
     finally:
         context.close()
+
+
+STATUS_SAYS = "(words) => document.querySelector('#admin-status').textContent.includes(words)"
+
+
+def test_the_admin_page_says_what_it_did_once_its_tables_are_redrawn(
+    server: str, page, sketchy: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A gallery made or photos uploaded from the page: the status said so, then the tables' refresh
+    wrote "Signed in. N galleries." over it at once. A folder without photos is said too."""
+    (tmp_path / "empty").mkdir()
+    page.goto(server + "/admin/")
+    page.fill("#token", TOKEN)
+    page.get_by_role("button", name="Use token").click()
+    page.wait_for_selector("#galleries tr", timeout=10_000)
+    page.fill("#new-name", "nothing-here")
+    page.fill("#new-source", str(tmp_path / "empty"))
+    page.get_by_role("button", name="Create").click()
+    # the row is drawn after refresh() set its own status: what is said from here on is what stays
+    page.wait_for_selector("#galleries tr:has-text('nothing-here')", timeout=10_000)
+    page.wait_for_function(STATUS_SAYS, arg="created", timeout=5_000)
+    status = page.locator("#admin-status").inner_text()
+    assert status.startswith("Gallery “nothing-here” created. ") and "holds no photos" in status, status
+    # the picker offers every format an upload takes: a phone's HEIC photos were hidden by it
+    offered = page.locator("#upload-files").get_attribute("accept").split(",")
+    assert sorted(offered) == sorted(IMAGE_EXTENSIONS)
+    photo = sorted((sketchy / "photo" / "tx_000000000000" / "fish").glob("*.jpg"))[0]
+    page.select_option("#upload-gallery", "nothing-here")
+    page.set_input_files("#upload-files", str(photo))
+    page.get_by_role("button", name="Upload", exact=True).click()
+    page.wait_for_selector("#galleries tr:has-text('nothing-here'):has-text('1 photo')", timeout=10_000)
+    page.wait_for_function(STATUS_SAYS, arg="Uploaded", timeout=5_000)
+    assert page.locator("#admin-status").inner_text().startswith("Uploaded 1 new photo to “nothing-here”")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete nothing-here").click()
+    page.wait_for_function("() => !document.querySelector('#galleries').textContent.includes('nothing-here')")
 
 
 def test_admin_history_and_delete(server: str, page, sketchy: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

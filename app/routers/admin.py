@@ -12,9 +12,9 @@ from app import admin_service
 from app.deps import State, require_admin
 from app.routing import GetAnswersHead
 from app.schemas import (
-    AdminGallery,
     AdminGalleryStatus,
     DbId,
+    GalleryCreated,
     GalleryDeleted,
     GalleryVersions,
     JobCreated,
@@ -39,7 +39,7 @@ class GalleryIn(BaseModel):
 
 
 @router.post("/galleries", status_code=201, responses=error_responses(400, 409, 422))
-def create_gallery(body: GalleryIn, state: State) -> AdminGallery:
+def create_gallery(body: GalleryIn, state: State) -> GalleryCreated:
     return admin_service.create_gallery(state, body.name, body.source_dir)
 
 

@@ -140,13 +140,14 @@ document.getElementById("new-gallery").addEventListener("submit", async (e) => {
   const name = document.getElementById("new-name").value.trim();
   const source = document.getElementById("new-source").value.trim();
   try {
-    await api("/admin/galleries", {
+    const created = await api("/admin/galleries", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ name, source_dir: source || null }),
     });
-    setStatus(`Gallery “${name}” created.`);
-    refresh();
+    // After the tables are redrawn: refresh() says "Signed in." itself, which hid this at once.
+    await refresh();
+    setStatus([`Gallery “${name}” created.`, ...created.warnings.map((w) => w.message)].join(" "));
   } catch (err) {
     setStatus(err.message, true);
   }
@@ -162,8 +163,8 @@ document.getElementById("upload-form").addEventListener("submit", async (e) => {
   try {
     const body = await api(`/admin/galleries/${encodeURIComponent(gallery)}/images`, { method: "POST", body: form });
     const added = body.images.filter((i) => !i.duplicate).length;
+    await refresh();
     setStatus(`Uploaded ${plural(added, "new photo", "new photos")} to “${gallery}”; reindex to make them searchable.`);
-    refresh();
   } catch (err) {
     setStatus(err.message, true);
   }
