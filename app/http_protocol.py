@@ -8,7 +8,7 @@ step ends, whichever comes first: an answer whose head and body are sent togethe
 ``Response``, every JSON answer of the API) leaves in one write, before the app's work after it
 (the access log, the metrics). A streamed body (a photo file) still goes out chunk by chunk as the app
 produces them, and a write of ``FLUSH_BYTES`` or more goes at once, so big bodies keep uvicorn's flow
-control. Part of what ``python -m benchmarks.search_load`` measures (README, Results).
+control. Part of what ``python -m benchmarks.search_load`` measures (README, Results; docs/search_service.md).
 
 Served with ``uvicorn --http app.http_protocol:OneWriteHttpTools`` (as ``sketch-server``, the image's
 command and compose's api service do).
