@@ -161,6 +161,7 @@ def delete_image(state: ServiceState, image_id: int) -> None:
         session.delete(record)
         session.flush()
         still_used = session.scalar(select(func.count()).where(ImageRecord.sha256 == sha)) or 0
+    state.photo_counts.forget()  # GET /galleries counts it gone at once, as searches pass over it
     if origin == ImageOrigin.UPLOAD and not still_used:
         path.unlink(missing_ok=True)  # uploads are ours to delete; a source folder is the user's
 

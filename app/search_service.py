@@ -31,7 +31,6 @@ from app.state import ServiceState
 from catalog.db.models import Gallery, ImageRecord
 from catalog.errors import NotFound
 from catalog.galleries import gallery_labels, gallery_names, normal_label, resolve_gallery
-from catalog.index_rows import photos_held
 from catalog.index_store import LoadedIndex
 from catalog.ranking import Ranking, search_codes, similar_to
 from model.encode_batcher import Busy
@@ -57,7 +56,7 @@ def decode_sketch(data: bytes, max_pixels: int) -> Image.Image:
 
 def _index_for(state: ServiceState, gallery: str | None) -> LoadedIndex:
     with state.sessions() as session:
-        name = resolve_gallery(session, gallery, state.settings.default_gallery)
+        name = resolve_gallery(session, gallery, state.settings.default_gallery, state.indexes.loaded.keys())
     index = state.indexes.get(name)
     if index is None:
         raise APIError(  # the gallery is in the wrong state for a search: a conflict, not an outage
@@ -320,7 +319,7 @@ def public_galleries(state: ServiceState) -> list[GalleryInfo]:
     loaded = state.indexes.loaded
     with state.sessions() as session:
         names = gallery_names(session)
-        held = photos_held(session, [index.version_id for index in loaded.values()])
+    held = state.photo_counts.of(state.sessions, [index.version_id for index in loaded.values()])
     return [
         GalleryInfo(
             name=n, indexed=n in loaded, image_count=held.get(loaded[n].version_id, 0) if n in loaded else 0

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.limits import ExplainSlots
 from app.metrics import Metrics
+from app.photo_counts import PhotoCounts
 from catalog.live_indexes import IndexManager
 from catalog.settings import Settings
 from model.encode_batcher import EncodeBatcher
@@ -30,3 +31,4 @@ class ServiceState:
     explain_slots: ExplainSlots = field(default_factory=ExplainSlots)
     # index version -> the labels its gallery's photos carry (read once per version: a search filters by it)
     version_labels: dict[int, frozenset[str]] = field(default_factory=dict)
+    photo_counts: PhotoCounts = field(default_factory=PhotoCounts)  # GET /galleries' image_count

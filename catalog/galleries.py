@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Collection
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from catalog.db.models import Gallery, ImageRecord, IndexVersion
-from catalog.enums import VersionState
+from catalog.db.models import Gallery, ImageRecord
 from catalog.errors import Invalid, NotFound
 
 
@@ -31,35 +31,25 @@ def gallery_names(session: Session) -> list[str]:
     return list(session.scalars(select(Gallery.name).order_by(Gallery.name)))
 
 
-def searchable_gallery_names(session: Session) -> list[str]:
-    """The galleries with an active index version: those a search can rank, by name."""
-    query = (
-        select(Gallery.name)
-        .join(IndexVersion, IndexVersion.gallery_id == Gallery.id)
-        .where(IndexVersion.state == VersionState.ACTIVE)
-        .distinct()
-        .order_by(Gallery.name)
-    )
-    return list(session.scalars(query))
-
-
-def resolve_gallery(session: Session, name: str | None, default: str | None) -> str:
-    """The named gallery, else the configured default, else the only one there is, else the only one
-    with an index (a gallery registered and not yet indexed does not take the default away from the
-    one being searched). Raises NotFound ``no_gallery`` / ``unknown_gallery``, Invalid
-    ``gallery_required`` when several could be meant."""
+def resolve_gallery(
+    session: Session, name: str | None, default: str | None, searchable: Collection[str]
+) -> str:
+    """The named gallery, else the configured default, else the only one there is, else the only one of
+    ``searchable`` (the galleries whose index this process serves: a gallery registered and not yet
+    indexed does not take the default away from the one being searched). Raises NotFound
+    ``no_gallery`` / ``unknown_gallery``, Invalid ``gallery_required`` when several could be meant."""
     names = gallery_names(session)
     if name is None:
         name = default or (names[0] if len(names) == 1 else None)
         if name is None:
             if not names:
                 raise NotFound("no_gallery", "no gallery exists yet: register one with POST /admin/galleries")
-            searchable = searchable_gallery_names(session)
-            if len(searchable) == 1:
-                return searchable[0]
+            served = sorted(set(searchable) & set(names))
+            if len(served) == 1:
+                return served[0]
             raise Invalid(
                 "gallery_required",
-                f"several galleries exist; choose one with ?gallery= ({', '.join(searchable or names)})",
+                f"several galleries exist; choose one with ?gallery= ({', '.join(served or names)})",
             )
     if name not in names:
         raise NotFound("unknown_gallery", f"there is no gallery named {name!r}")

@@ -124,7 +124,8 @@ def photos_at(
 
 def photos_held(session: Session, version_ids: Sequence[int]) -> dict[int, int]:
     """How many photos each version's rows still hold: its count at the build less the photos deleted
-    since (their entries went with them). One grouped count; a version of 1M rows takes tens of ms."""
+    since (their entries went with them). One grouped count, a scan of the versions' rows: about 0.1 s
+    a version of 1M rows (``app.photo_counts`` caches it)."""
     if not version_ids:
         return {}
     query = (

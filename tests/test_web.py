@@ -87,6 +87,23 @@ def test_draw_and_see_results(server: str, page) -> None:  # type: ignore[no-unt
     assert page.locator("#results li").count() == 0
 
 
+def test_the_page_starts_on_a_gallery_it_can_search(server: str, page) -> None:  # type: ignore[no-untyped-def]
+    """A gallery registered and not indexed yet that sorts first was the page's choice: every drawing
+    then answered 409 no_index until the menu was changed."""
+    import httpx
+
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert httpx.post(f"{server}/admin/galleries", json={"name": "aaa-new"}, headers=auth).status_code == 201
+    try:
+        page.goto(server + "/")
+        page.wait_for_function("() => document.querySelectorAll('#gallery option').length === 2")
+        assert page.locator("#gallery").input_value() == "demo"
+        draw_cat(page, page.locator("#pad").bounding_box())
+        page.wait_for_selector("#results li", timeout=30_000)
+    finally:
+        assert httpx.delete(f"{server}/admin/galleries/aaa-new", headers=auth).status_code == 200
+
+
 def test_upload_png(server: str, page, sketchy: Path) -> None:  # type: ignore[no-untyped-def]
     page.goto(server + "/")
     sketch = next((sketchy / "sketch" / "tx_000000000000" / "teapot").glob("*.png"))

@@ -434,6 +434,9 @@ async function loadGalleries() {
       option.textContent = g.indexed ? `${g.name} (${photos})` : `${g.name} (not indexed yet)`;
       return option;
     }));
+    // a gallery registered and not indexed yet may sort first: start on one that can be searched
+    const searchable = galleries.find((g) => g.indexed);
+    if (searchable) gallerySelect.value = searchable.name;
     document.getElementById("gallery-box").hidden = galleries.length < 2;
   } catch (err) {
     setStatus(`Could not load galleries: ${err.message}`, true);
