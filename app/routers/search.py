@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Query, Request, Response
 from python_multipart.multipart import parse_options_header
+from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
 from app import search_service
@@ -48,38 +49,50 @@ LabelFilter = Annotated[
 ]
 
 
-# What Starlette parses as a form (python-multipart's reading of the header, as Starlette's): such a
-# body is consumed by the form parser, so it cannot also be read as the sketch.
-FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
 HOW = "send the PNG sketch as the form field 'file', or as the whole body with Content-Type image/png"
 
-# The PNG as the whole body, documented beside the multipart form FastAPI documents from ``file``;
-# one of the two is required.
-RAW_SKETCH = {
+# The request's body, read by ``sketch_bytes`` rather than by FastAPI (which parses any form before the
+# route runs: a PNG sent url-encoded by mistake, curl --data-binary without the header, was answered
+# with the form parser's "Too many fields" instead of what to do). Documented here: one of the two.
+SKETCH_FIELD = (
+    "PNG sketch: dark strokes on a light or transparent background (or the PNG as the whole body, "
+    "Content-Type image/png)"
+)
+SKETCH_BODY = {
     "requestBody": {
         "required": True,
         "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "title": "SketchForm",
+                    "properties": {
+                        # OpenAPI 3.1, as FastAPI documents a file: Swagger UI shows a file picker
+                        "file": {
+                            "type": "string",
+                            "contentMediaType": "application/octet-stream",
+                            "description": SKETCH_FIELD,
+                        }
+                    },
+                }
+            },
             "image/png": {
-                "schema": {"type": "string", "contentMediaType": "image/png"},  # OpenAPI 3.1, as FastAPI's
+                "schema": {"type": "string", "contentMediaType": "image/png"},
                 "example": "(the PNG file's bytes)",
-            }
+            },
         },
     }
 }
 
 
-async def sketch_bytes(request: Request, file: UploadFile | None) -> bytes:
+async def sketch_bytes(request: Request) -> bytes:
     """The sketch: the multipart field ``file``, or else the whole body (``Content-Type: image/png``,
     what the drawing page sends: no form to parse, a measurable share of a lone search). Raises
-    APIError 422 ``no_sketch`` for a form without ``file`` or an empty body, 413 ``too_large`` past
-    the body limit, 400 ``incomplete_body`` when the client left before sending all of it (the page
-    aborts a search a newer one replaces); what the bytes are is ``decode_sketch``'s check (415
-    ``not_png``)."""
-    if file is not None:
-        data = await file.read()
-        if not data:  # as an empty body is: nothing was sent, whatever its name says
-            raise APIError(422, "no_sketch", f"the form's field 'file' is empty: {HOW}")
-        return within_limit(request, data)
+    APIError 422 ``no_sketch`` for a form without ``file``, an empty file or body, or a url-encoded
+    body; 413 ``too_large`` past the body limit or SKETCH_MAX_UPLOAD_BYTES; 400 ``incomplete_body``
+    when the client left before sending all of it (the page aborts a search a newer one replaces);
+    a form that cannot be parsed is the form parser's 400. What the bytes are is ``decode_sketch``'s
+    check (415 ``not_png``)."""
     content_type = parse_options_header(request.headers.get("content-type"))[0]
     if content_type == b"application/x-www-form-urlencoded":
         # what curl --data-binary sends without -H 'Content-Type: image/png': the PNG was meant as the body
@@ -88,9 +101,16 @@ async def sketch_bytes(request: Request, file: UploadFile | None) -> bytes:
             "no_sketch",
             f"the body was sent as a url-encoded form (Content-Type is not image/png): {HOW}",
         )
-    if content_type in FORM_TYPES:
-        raise APIError(422, "no_sketch", f"the form has no field 'file': {HOW}")
     try:
+        if content_type == b"multipart/form-data":
+            async with request.form(max_files=1) as form:
+                file = form.get("file")
+                if not isinstance(file, UploadFile):
+                    raise APIError(422, "no_sketch", f"the form has no file field 'file': {HOW}")
+                data = await file.read()
+            if not data:  # as an empty body is: nothing was sent, whatever its name says
+                raise APIError(422, "no_sketch", f"the form's field 'file' is empty: {HOW}")
+            return within_limit(request, data)
         body = await request.body()
     except BodyTooLarge:  # answered by BodySizeLimit with its limit; raised here so no 500 is counted
         raise APIError(413, "too_large", "the upload is larger than the limit") from None
@@ -118,18 +138,10 @@ def within_limit(request: Request, sketch: bytes) -> bytes:
     "/search",
     response_model=SearchResponse,
     responses=error_responses(400, 404, 409, 413, 415, 422, 429, 503),
-    openapi_extra=RAW_SKETCH,
+    openapi_extra=SKETCH_BODY,
 )
 async def search(
     request: Request,  # not the State dependency: solving one is a measurable share of a search
-    # Typed as a file, not "a file or null", so the form's schema stays a file (Swagger UI's picker).
-    file: Annotated[
-        UploadFile,
-        File(
-            description="PNG sketch: dark strokes on a light or transparent background (or the PNG "
-            "as the whole body, Content-Type image/png)"
-        ),
-    ] = None,  # type: ignore[assignment]
     k: K = 20,
     gallery: Annotated[str | None, Query(max_length=128)] = None,
     label: LabelFilter = None,
@@ -143,7 +155,7 @@ async def search(
     min_similarity: MinSimilarity = None,
 ) -> Response:
     answer = await search_service.search(
-        service_of(request), await sketch_bytes(request, file), gallery, k, label, explain, min_similarity
+        service_of(request), await sketch_bytes(request), gallery, k, label, explain, min_similarity
     )
     return as_json(answer)
 
