@@ -37,7 +37,10 @@ class BodySizeLimit:
         async def too_large(scope: Scope, receive: Receive, send: Send) -> None:
             # Built only when needed: rendering the answer on every request is a measurable share of a search.
             answer = error_response(
-                413, "too_large", f"the request is larger than {limit} bytes, the most this path reads"
+                413,
+                "too_large",
+                f"the request is larger than {limit} bytes, the most this path reads: "
+                "SKETCH_MAX_UPLOAD_BYTES a file, with room for the form around it",
             )
             await answer(scope, receive, send)
 

@@ -109,7 +109,12 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_dir / 'sketch.db'}"
+        return self.database_url or f"sqlite:///{self.embedded_database}"
+
+    @property
+    def embedded_database(self) -> Path:
+        """The SQLite file used when no SKETCH_DATABASE_URL is set."""
+        return self.data_dir / "sketch.db"
 
     @property
     def admin_enabled(self) -> bool:

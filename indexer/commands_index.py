@@ -27,11 +27,20 @@ from model.preprocessing import BlankSketchError
 
 
 def _sessions(settings: Settings):
+    # Said when it is made: a command run without the deployment's SKETCH_DATABASE_URL would otherwise
+    # fill a database the deployment never reads, and say nothing.
+    new = settings.database_url is None and not settings.embedded_database.exists()
     try:
-        return make_session_factory(migrations.prepared_engine(settings))
+        sessions = make_session_factory(migrations.prepared_engine(settings))
     except migrations.NotAtHead as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
+    if new:
+        typer.echo(
+            f"SKETCH_DATABASE_URL is not set: made the embedded SQLite database {settings.embedded_database}",
+            err=True,
+        )
+    return sessions
 
 
 def _encoder(settings: Settings) -> ImageEncoder:

@@ -254,7 +254,14 @@ def test_a_body_that_is_not_json_is_400_and_says_where_it_broke(client: TestClie
     r = client.post("/admin/galleries", content=b'{"name":', headers=json_type)
     assert r.status_code == 400 and error_code(r) == "malformed_json"  # was 422 "8: JSON decode error"
     assert r.json()["error"]["message"] == "the body is not valid JSON: Expecting value (at character 8)"
-    # JSON that decodes but is not a gallery is invalid input, and says what is missing
+    # bytes that are not UTF-8 text cannot be JSON either (FastAPI's own 400 'http_error' before)
+    r = client.post("/admin/galleries", content=b'{"name": "\xff"}', headers=json_type)
+    assert r.status_code == 400 and error_code(r) == "malformed_body"
+    assert (
+        r.json()["error"]["message"]
+        == "the request body could not be read: There was an error parsing the body"
+    )
+    # no body, or JSON that is not a gallery, is invalid input, and says what is missing
     r = client.post("/admin/galleries", content=b"", headers=json_type)
     assert r.status_code == 422 and r.json()["error"]["message"] == "body: Field required"
     r = client.post("/admin/galleries", content=b'{"name": 5}', headers=json_type)

@@ -322,6 +322,10 @@ def test_the_cli_on_the_embedded_database_needs_no_migrate_first_and_reports_a_b
     )
     assert "images (" not in built.stderr  # the builder's own line: the result once, on stdout
     assert "Context impl" not in built.stderr and "Will assume" not in built.stderr, built.stderr
+    made = (
+        f"SKETCH_DATABASE_URL is not set: made the embedded SQLite database {tmp_path / 'data' / 'sketch.db'}"
+    )
+    assert made in built.stderr  # once, when it is made: the search below does not say it again
     # `indexer search` takes the sketch POST /search takes: a PNG (a JPEG was searched here, refused there)
     drawn = next((sketchy / "sketch" / "tx_000000000000" / "teapot").glob("*.png"))
     Image.open(drawn).convert("RGB").save(tmp_path / "teapot.jpg")
@@ -338,3 +342,4 @@ def test_the_cli_on_the_embedded_database_needs_no_migrate_first_and_reports_a_b
     assert answers[0].returncode == 0, answers[0].stderr
     assert len(answers[0].stdout.splitlines()) == 2  # ranked photos (the tiny model's order: any two)
     assert answers[1].returncode == 1 and "the sketch must be a PNG image" in answers[1].stderr
+    assert "SKETCH_DATABASE_URL" not in answers[0].stderr
