@@ -30,7 +30,7 @@ from catalog import gallery_removal
 from catalog.db.models import Gallery, ImageExclusion, ImageRecord, IndexVersion, Job
 from catalog.enums import ImageOrigin, JobState, VersionState
 from catalog.errors import Conflict, Invalid, NotFound
-from catalog.galleries import get_gallery
+from catalog.galleries import get_gallery, normal_label
 from catalog.jobs import enqueue_reindex
 from catalog.scan import check_source_dir, holds_photos, printable
 from model.files import atomic_write
@@ -97,8 +97,12 @@ def validate_upload(data: bytes, filename: str, max_pixels: int) -> tuple[str, i
     return header.format.suffix, header.width, header.height
 
 
-def store_uploads(state: ServiceState, name: str, files: list[tuple[str, bytes]]) -> list[UploadedImage]:
-    """All files are checked before any is stored: one bad file rejects the request, storing nothing."""
+def store_uploads(
+    state: ServiceState, name: str, files: list[tuple[str, bytes]], label: str | None = None
+) -> list[UploadedImage]:
+    """All files are checked before any is stored: one bad file rejects the request, storing nothing.
+    ``label`` (stripped, in NFC as every label is) is the new photos'; a duplicate keeps its own."""
+    label = normal_label(label.strip()) if label is not None else None
     if not files:
         raise Invalid("no_files", "send one or more photos in the 'files' field")
     if len(files) > MAX_UPLOAD_FILES:
@@ -124,7 +128,13 @@ def store_uploads(state: ServiceState, name: str, files: list[tuple[str, bytes]]
             )
             if existing is not None:
                 results.append(
-                    UploadedImage(image_id=existing.id, filename=filename, sha256=sha, duplicate=True)
+                    UploadedImage(
+                        image_id=existing.id,
+                        filename=filename,
+                        sha256=sha,
+                        duplicate=True,
+                        label=existing.label,
+                    )
                 )
                 continue
             path = root / sha[:2] / f"{sha}{ext}"
@@ -137,12 +147,14 @@ def store_uploads(state: ServiceState, name: str, files: list[tuple[str, bytes]]
                 size_bytes=len(data),
                 width=width,
                 height=height,
-                label=None,
+                label=label,
                 origin=ImageOrigin.UPLOAD,
             )
             session.add(record)
             session.flush()
-            results.append(UploadedImage(image_id=record.id, filename=filename, sha256=sha, duplicate=False))
+            results.append(
+                UploadedImage(image_id=record.id, filename=filename, sha256=sha, duplicate=False, label=label)
+            )
     return results
 
 

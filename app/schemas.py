@@ -206,6 +206,7 @@ class UploadedImage(BaseModel):
     filename: str
     sha256: str
     duplicate: bool = Field(description="the gallery already held this photo; nothing new was stored")
+    label: str | None = Field(description="the photo's label (a duplicate keeps the one it has)")
 
 
 class UploadResponse(BaseModel):

@@ -513,6 +513,31 @@ def test_admin_galleries_uploads_and_reindex(client: TestClient, tmp_path: Path,
     )
     assert client.get(f"/images/{uploaded['image_id']}").status_code == 200
 
+    # a labelled upload is found by its label once indexed (uploads were always unlabelled)
+    zebra = sorted((sketchy / "photo" / "tx_000000000000" / "zebra").glob("*.jpg"))[1].read_bytes()
+    labelled = client.post(
+        "/admin/galleries/demo/images",
+        files=[("files", ("z2.jpg", zebra, "image/jpeg"))],
+        data={"label": " zebra "},
+        headers=AUTH,
+    )
+    assert labelled.status_code == 201 and labelled.json()["images"][0]["label"] == "zebra"
+    assert uploaded["label"] is None
+    r = client.post(
+        "/admin/galleries/demo/images",
+        files=[("files", ("z3.jpg", zebra, "image/jpeg"))],
+        data={"label": "  "},
+        headers=AUTH,
+    )
+    assert r.status_code == 422 and error_code(r) == "invalid_request"
+    wait_for_job(client, client.post("/admin/galleries/demo/reindex", headers=AUTH).json()["job_id"])
+    found = client.post(
+        "/search?label=zebra&k=5", files={"file": ("s.png", sketch_png(), "image/png")}
+    ).json()
+    assert found["label"] == "zebra" and [m["image_id"] for m in found["results"]] == [
+        labelled.json()["images"][0]["image_id"]
+    ]
+
     assert client.delete(f"/admin/images/{uploaded['image_id']}", headers=AUTH).status_code == 204
     assert client.delete(f"/admin/images/{uploaded['image_id']}", headers=AUTH).status_code == 404
     assert client.get(f"/images/{uploaded['image_id']}").status_code == 404

@@ -390,10 +390,15 @@ def test_the_admin_page_says_what_it_did_once_its_tables_are_redrawn(
     photo = sorted((sketchy / "photo" / "tx_000000000000" / "fish").glob("*.jpg"))[0]
     page.select_option("#upload-gallery", "nothing-here")
     page.set_input_files("#upload-files", str(photo))
+    page.fill("#upload-label", "fish")
     page.get_by_role("button", name="Upload", exact=True).click()
     page.wait_for_selector("#galleries tr:has-text('nothing-here'):has-text('1 photo')", timeout=10_000)
     page.wait_for_function(STATUS_SAYS, arg="Uploaded", timeout=5_000)
-    assert page.locator("#admin-status").inner_text().startswith("Uploaded 1 new photo to “nothing-here”")
+    assert (
+        page.locator("#admin-status")
+        .inner_text()
+        .startswith("Uploaded 1 new photo, labelled “fish”, to “nothing-here”")
+    )
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Delete nothing-here").click()
     page.wait_for_function("() => !document.querySelector('#galleries').textContent.includes('nothing-here')")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -56,11 +56,23 @@ def delete_gallery(name: str, state: State) -> GalleryDeleted:
 
 @router.post("/galleries/{name}/images", status_code=201, responses=error_responses(400, 404, 413, 415, 422))
 async def upload_images(
-    name: str, files: Annotated[list[UploadFile], File()], state: State
+    name: str,
+    files: Annotated[list[UploadFile], File()],
+    state: State,
+    label: Annotated[
+        str | None,
+        Form(
+            min_length=1,
+            max_length=256,
+            pattern=r"^[^\x00]*\S[^\x00]*$",  # some text, no NUL (PostgreSQL refuses it)
+            description="what the photos show (e.g. teapot): the label a search's label= filters by and its "
+            "guesses know, as a class folder's name is for a source folder's photos; none: unlabelled",
+        ),
+    ] = None,
 ) -> UploadResponse:
     payload = [(f.filename or "upload", await f.read()) for f in files]
     # decoding up to 20 photos to validate them must not hold the event loop
-    stored = await run_in_threadpool(admin_service.store_uploads, state, name, payload)
+    stored = await run_in_threadpool(admin_service.store_uploads, state, name, payload, label)
     return UploadResponse(images=stored)
 
 

@@ -160,11 +160,15 @@ document.getElementById("upload-form").addEventListener("submit", async (e) => {
   if (!files.length) return setStatus("Choose one or more photos first.", true);
   const form = new FormData();
   for (const f of files) form.append("files", f, f.name);
+  const label = document.getElementById("upload-label").value.trim();
+  if (label) form.append("label", label);  // the kind a search's chips and label filter find them by
   try {
     const body = await api(`/admin/galleries/${encodeURIComponent(gallery)}/images`, { method: "POST", body: form });
     const added = body.images.filter((i) => !i.duplicate).length;
     await refresh();
-    setStatus(`Uploaded ${plural(added, "new photo", "new photos")} to “${gallery}”; reindex to make them searchable.`);
+    const fresh = body.images.find((i) => !i.duplicate);
+    const as = fresh && fresh.label ? `, labelled “${fresh.label}”,` : "";
+    setStatus(`Uploaded ${plural(added, "new photo", "new photos")}${as} to “${gallery}”; reindex to make them searchable.`);
   } catch (err) {
     setStatus(err.message, true);
   }
