@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.response_status import ResponseStatus
-from app.routing import GetAnswersHead, head_as_get
+from app.routing import GetAnswersHead
 from catalog.ranking import Ranking
 
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -150,10 +150,12 @@ class RouteTemplates:
         """The path template (e.g. ``/admin/galleries/{name}/reindex``) of the route that serves this
         request's method and path, or None. A HEAD request's is the GET route's where that answers HEAD
         (``app.routing``): the flattened routes match by their own methods, without the class's rule."""
-        as_get = head_as_get(scope)
         for route in self._routes:
-            answers_head = isinstance(route.original_route, GetAnswersHead)
-            if route.matches(as_get if answers_head else scope)[0] == Match.FULL:
+            served = route.original_route
+            if (
+                route.matches(served.as_served(scope) if isinstance(served, GetAnswersHead) else scope)[0]
+                == Match.FULL
+            ):
                 return route.path
         return None
 

@@ -31,8 +31,12 @@ class GetAnswersHead(APIRoute):
     def _answers_get(self) -> bool:
         return "GET" in (self.methods or ())
 
+    def as_served(self, scope: Scope) -> Scope:
+        """The request as this route serves it: a HEAD as the GET it stands for, where there is one."""
+        return head_as_get(scope) if self._answers_get else scope
+
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        return super().matches(head_as_get(scope) if self._answers_get else scope)
+        return super().matches(self.as_served(scope))
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         allowed = (self.methods or set()) | ({"HEAD"} if self._answers_get else set())
@@ -41,4 +45,4 @@ class GetAnswersHead(APIRoute):
             raise HTTPException(405, headers={"Allow": ", ".join(sorted(allowed))})
         # FastAPI's own handling (the dependencies and limits the router was included with) of the GET
         # the HEAD stands for. A copy of the scope: the server's own still says HEAD, so it sends no body.
-        await super().handle(head_as_get(scope) if self._answers_get else scope, receive, send)
+        await super().handle(self.as_served(scope), receive, send)

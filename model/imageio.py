@@ -246,10 +246,8 @@ def probe(data: bytes, max_pixels: int, min_side: int = PHOTO_MIN_SIDE) -> Probe
 def decode_sketch_png(data: bytes, max_pixels: int) -> Image.Image:
     """A sketch as the service and ``indexer search`` take one: a PNG, its size checked against
     ``max_pixels`` (SKETCH_MAX_SKETCH_PIXELS) from its header, then decoded. Raises ImageRejected:
-    empty, unsupported_format for anything that is not a PNG by its signature, else as ``decode_image``."""
-    if not data:
-        raise ImageRejected(RejectReason.EMPTY, "the sketch file is empty")
-    if not is_png(data):
+    unsupported_format for anything but a PNG by its signature, else as ``decode_image`` (empty, ...)."""
+    if data and not is_png(data):  # empty: decode_image's own refusal
         raise ImageRejected(
             RejectReason.UNSUPPORTED_FORMAT,
             "the sketch must be a PNG image (the file's signature is not PNG)",
